@@ -1,0 +1,3 @@
+from ordermon import cli
+
+cli.main()

@@ -1,0 +1,144 @@
+"""`ordermon check ORDER_ID`: ask about one order now, whatever its schedule, and record the
+answer with exactly the rules of a sweep."""
+
+import dataclasses
+import datetime as dt
+import os
+import random
+import socket
+import uuid
+from typing import Any
+
+from ordermon import config, db, errors, outcome, providers, store, sweep
+from ordermon.providers import base
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    order_id: str
+    provider: str
+    reference: str
+    check: base.Check
+    applied: str | None  # None for --dry-run
+
+    def as_dict(self) -> dict[str, Any]:
+        answer = self.check.answer
+        return {
+            "order_id": self.order_id,
+            "provider": self.provider,
+            "reference": self.reference,
+            "outcome": str(answer.outcome),
+            "pin": answer.pin,
+            "message": answer.message,
+            "http_status": self.check.http_status,
+            "latency_ms": self.check.latency_ms,
+            "excerpt": self.check.excerpt,
+            "applied": self.applied,
+            "dry_run": self.applied is None,
+        }
+
+
+def run(
+    conn: db.Connection,
+    cfg: config.Config,
+    order_id: str,
+    *,
+    dry_run: bool = False,
+    clock: sweep.Clock = sweep.utc_now,
+) -> Result:
+    try:
+        order_uuid = uuid.UUID(order_id)
+    except ValueError:
+        raise errors.UsageError(f"ORDER_ID: {order_id!r} is not an order id (a UUID)") from None
+    sweep.require_schema(conn)
+    row = conn.execute(
+        """SELECT status, "externalStatus" AS external_status, "providerId" AS provider_id,
+                  "sentAt" AS sent_at,
+                  provider_referans, "externalOrderId" AS external_order_id
+           FROM product_orders WHERE id = %(id)s""",
+        {"id": order_uuid},
+    ).fetchone()
+    if row is None:
+        raise errors.OrderError(f"order {order_id}: no such order in product_orders")
+    if row["status"] != "pending":
+        raise errors.OrderError(f"order {order_id} is {row['status']}, not pending: nothing to check")
+    provider = cfg.provider_by_id(row["provider_id"] or "")
+    if provider is None:
+        raise errors.OrderError(
+            f"order {order_id}: its provider {row['provider_id']!r} is not in the configuration"
+        )
+    if row["external_status"] not in store.MONITORED_EXTERNAL:
+        raise errors.OrderError(
+            f"order {order_id}: externalStatus is {row['external_status']!r}; ordermon checks "
+            f"only orders that are {', '.join(store.MONITORED_EXTERNAL)}"
+        )
+    if row["sent_at"] is None:
+        raise errors.OrderError(f"order {order_id} has no sentAt: it was never dispatched")
+    reference = _reference(provider.kind, row, order_uuid)
+    if reference is None:
+        raise errors.OrderError(
+            f"order {order_id} has no provider_referans, so {provider.name} cannot be asked"
+        )
+    adapter = providers.build(provider)
+    try:
+        if dry_run:
+            return Result(order_id, provider.name, reference, adapter.check(reference), None)
+        return _check_and_record(conn, cfg, provider, order_uuid, reference, adapter, clock)
+    finally:
+        adapter.close()
+
+
+def _check_and_record(
+    conn: db.Connection,
+    cfg: config.Config,
+    provider: config.ProviderConfig,
+    order_id: uuid.UUID,
+    reference: str,
+    adapter: base.Provider,
+    clock: sweep.Clock,
+) -> Result:
+    provider_rules = sweep.rules([provider])
+    now = clock()
+    run_id = store.start_run(conn, "check", socket.gethostname(), os.getpid(), now)
+    token = uuid.uuid4()
+    with conn.transaction():
+        store.enrol(conn, provider_rules, order_id=order_id)
+        enrolment = conn.execute(
+            "SELECT id, claimed_until FROM ordermon_enrolments "
+            "WHERE order_id = %(id)s AND state = 'waiting'",
+            {"id": order_id},
+        ).fetchone()
+        if enrolment is None:
+            raise errors.OrderError(f"order {order_id}: ordermon is not watching it any more")
+        claims = store.claim(
+            conn, provider_rules, 1, token, now, now + cfg.sweep.lease, enrolment["id"]
+        )
+    if not claims:
+        until = enrolment["claimed_until"]
+        raise errors.OrderError(
+            f"order {order_id} is being checked by a sweep right now (claimed until "
+            f"{until:%Y-%m-%d %H:%M:%S} UTC); try again after that"
+            if isinstance(until, dt.datetime)
+            else f"order {order_id} is being checked by a sweep right now; try again shortly"
+        )
+    claim = claims[0]
+    check = adapter.check(reference)
+    ctx = outcome.Context(
+        provider.name, provider.policy, cfg.on_failed, run_id, clock(), random.uniform(-1, 1)
+    )
+    applied = outcome.record(conn, claim, check, ctx)
+    counts = {"claimed": 1, applied if applied in sweep.COUNT_NAMES else "failed": 1}
+    store.finish_run(conn, run_id, counts, None, 0, clock())
+    return Result(str(order_id), provider.name, reference, check, applied)
+
+
+def _reference(kind: str, row: dict[str, Any], order_id: uuid.UUID) -> str | None:
+    """The same rule as the SQL function ordermon_reference()."""
+    rule = providers.reference_rule(kind)
+    if rule == "order_id":
+        return str(order_id)
+    if row["provider_referans"]:
+        return str(row["provider_referans"])
+    if rule == "provider_referans_or_external" and row["external_order_id"]:
+        return str(row["external_order_id"])
+    return None

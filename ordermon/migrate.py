@@ -1,0 +1,187 @@
+"""Apply the numbered files of ``sql/`` under an advisory lock, each recorded once.
+
+A file of ordermon's own tables runs in one transaction with its row in
+``ordermon_migrations``. A file marked ``-- ordermon: shop-table`` touches the shop's tables: its
+statements run one by one outside a transaction with a short lock_timeout, and the file counts
+as applied once the catalog shows every object it creates, whoever created them. That is how a
+DBA who owns ``product_orders`` can run those statements by hand and let ordermon finish.
+"""
+
+import dataclasses
+import re
+from pathlib import Path
+
+import psycopg
+import psycopg.errors
+from psycopg import sql
+
+from ordermon import db, errors
+
+# Any constant will do; it only has to be the same for every ordermon.
+ADVISORY_LOCK_KEY = 0x6F72_6465_726D_6F6E  # "ordermon"
+SHOP_TABLE_MARK = "-- ordermon: shop-table"
+LOCK_TIMEOUT = "5s"
+_FILE_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+_ADD_COLUMN = re.compile(
+    r"ALTER TABLE (\w+) ADD COLUMN IF NOT EXISTS (\w+)", re.IGNORECASE | re.DOTALL
+)
+_CREATE_INDEX = re.compile(
+    r"CREATE (?:UNIQUE )?INDEX CONCURRENTLY IF NOT EXISTS (\w+)\s+ON (\w+)",
+    re.IGNORECASE | re.DOTALL,
+)
+_BOOTSTRAP = """
+CREATE TABLE IF NOT EXISTS ordermon_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    text: str
+
+    @property
+    def shop_table(self) -> bool:
+        return self.text.lstrip().startswith(SHOP_TABLE_MARK)
+
+    def statements(self) -> list[str]:
+        """The statements of a shop-table file (plain DDL, no bodies with semicolons)."""
+        lines = [line for line in self.text.splitlines() if not line.lstrip().startswith("--")]
+        return [s.strip() + ";" for s in "\n".join(lines).split(";") if s.strip()]
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    applied: tuple[str, ...]
+
+
+def migrations(directory: Path | None = None) -> list[Migration]:
+    """The migration files in version order; a misnamed file is a packaging bug, said loudly."""
+    directory = directory or db.sql_dir()
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILE_NAME.match(path.name)
+        if match is None:
+            raise errors.MigrationError(f"{path}: migration files are named NNN_name.sql")
+        found.append(Migration(int(match.group(1)), path.stem, path.read_text(encoding="utf-8")))
+    return found
+
+
+def latest_version() -> int:
+    return max(m.version for m in migrations())
+
+
+def script() -> str:
+    """Everything `migrate` would run, for `--print-sql`."""
+    parts = [f"-- ordermon schema, {len(migrations())} migration files\n", _BOOTSTRAP.strip() + ";"]
+    for migration in migrations():
+        parts.append(f"\n-- {migration.name}")
+        if migration.shop_table:
+            parts.append("-- (each statement on its own, outside a transaction)")
+            parts.extend(migration.statements())
+        else:
+            parts.append("BEGIN;\n" + migration.text.strip())
+            parts.append(
+                "INSERT INTO ordermon_migrations (version, name) "
+                f"VALUES ({migration.version}, '{migration.name}');\nCOMMIT;"
+            )
+    return "\n".join(parts) + "\n"
+
+
+def run(conn: db.Connection) -> Result:
+    """Apply what is missing. ``conn`` must be in autocommit mode (CONCURRENTLY needs it)."""
+    exists = conn.execute("SELECT to_regclass('product_orders') IS NOT NULL AS ok").fetchone()
+    if not exists or not exists["ok"]:
+        raise errors.MigrationError(
+            "this database has no product_orders table: point database.url at the shop's "
+            "database (ordermon adds to the shop's tables, it does not create them)"
+        )
+    applied: list[str] = []
+    conn.execute("SELECT pg_advisory_lock(%(key)s)", {"key": ADVISORY_LOCK_KEY})
+    try:
+        conn.execute(_BOOTSTRAP)
+        done = {row["version"] for row in conn.execute("SELECT version FROM ordermon_migrations")}
+        for migration in migrations():
+            if migration.version in done:
+                continue
+            if migration.shop_table:
+                _apply_shop_file(conn, migration)
+            else:
+                with conn.transaction():
+                    conn.execute(migration.text.encode())
+                    _record(conn, migration)
+            applied.append(migration.name)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%(key)s)", {"key": ADVISORY_LOCK_KEY})
+    return Result(tuple(applied))
+
+
+def _record(conn: db.Connection, migration: Migration) -> None:
+    conn.execute(
+        "INSERT INTO ordermon_migrations (version, name) VALUES (%(version)s, %(name)s)",
+        {"version": migration.version, "name": migration.name},
+    )
+
+
+def _apply_shop_file(conn: db.Connection, migration: Migration) -> None:
+    missing = [s for s in migration.statements() if not _object_exists(conn, s)]
+    for index, statement in enumerate(missing):
+        try:
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(LOCK_TIMEOUT))
+            _drop_invalid_index(conn, statement)
+            conn.execute(statement.encode())
+        except psycopg.errors.InsufficientPrivilege:
+            raise errors.MigrationError(_owner_must_run(conn, missing[index:])) from None
+        except psycopg.errors.LockNotAvailable:
+            raise errors.MigrationError(
+                f"product_orders stayed locked for {LOCK_TIMEOUT} (the shop is busy with it); "
+                "nothing was half-done: run `ordermon migrate` again in a quieter minute"
+            ) from None
+        finally:
+            conn.execute("RESET lock_timeout")
+    _record(conn, migration)
+
+
+def _object_exists(conn: db.Connection, statement: str) -> bool:
+    """Whether the catalog already shows what ``statement`` creates (valid, for an index)."""
+    column = _ADD_COLUMN.search(statement)
+    if column:
+        row = conn.execute(
+            "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%(table)s) "
+            "AND attname = %(column)s AND NOT attisdropped",
+            {"table": column.group(1), "column": column.group(2)},
+        ).fetchone()
+        return row is not None
+    index = _CREATE_INDEX.search(statement)
+    if index:
+        row = conn.execute(
+            "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(%(index)s)",
+            {"index": index.group(1)},
+        ).fetchone()
+        return row is not None and bool(row["indisvalid"])
+    raise errors.MigrationError(f"cannot tell from the catalog whether this ran: {statement}")
+
+
+def _drop_invalid_index(conn: db.Connection, statement: str) -> None:
+    """An interrupted CONCURRENTLY build leaves an invalid index behind: build it anew."""
+    index = _CREATE_INDEX.search(statement)
+    if index:
+        conn.execute(
+            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(index.group(1)))
+        )
+
+
+def _owner_must_run(conn: db.Connection, statements: list[str]) -> str:
+    role = conn.execute("SELECT current_user AS role").fetchone()
+    name = role["role"] if role else "ordermon's role"
+    listing = "\n".join("    " + s.replace("\n", "\n    ") for s in statements)
+    return (
+        f"the role {name} may not change product_orders (it is not the table's owner).\n"
+        "Ask the owner of product_orders (or a superuser) to run:\n\n"
+        f"{listing}\n\n"
+        "then run `ordermon migrate` again: it sees them and finishes the rest."
+    )

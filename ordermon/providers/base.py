@@ -1,0 +1,158 @@
+"""What every provider adapter shares: the outcome type, the Protocol, redaction, and one
+HTTP request with a timeout on every byte and a cap on the reply's size."""
+
+import dataclasses
+import enum
+import email.utils
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import requests
+
+EXCERPT_BYTES = 300
+PIN_MAX_LENGTH = 120  # product_orders."pinCode" is varchar(120): a cut PIN is a wrong PIN
+
+
+class Outcome(enum.StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    PROCESSING = "processing"
+    ERROR = "error"
+
+    @property
+    def final(self) -> bool:
+        return self in (Outcome.COMPLETED, Outcome.FAILED)
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """What a provider's reply means for one order."""
+
+    outcome: Outcome
+    pin: str | None = None
+    message: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One provider call about one order: the answer and what the operator needs to see."""
+
+    answer: Answer
+    latency_ms: int
+    http_status: int | None = None
+    excerpt: str | None = None
+    retry_after: float | None = None
+
+
+class Provider(Protocol):
+    def check(self, reference: str) -> Check:
+        """Ask about one order; never raises for anything the provider or network does."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Redactor:
+    """Replaces every configured secret (plain and URL-encoded) with ``***``."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        from urllib.parse import quote, quote_plus
+
+        variants = set()
+        for secret in secrets:
+            if secret:
+                variants.update({secret, quote(secret, safe=""), quote_plus(secret)})
+        self._secrets = sorted(variants, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    retry_after: float | None
+    truncated: bool
+
+
+class TransportError(Exception):
+    """A request that produced no reply; the message holds no URL, hence no secret."""
+
+
+def fetch(
+    session: "requests.Session",
+    url: str,
+    *,
+    timeout: float,
+    max_bytes: int,
+    params: dict[str, str] | None = None,
+) -> Reply:
+    """GET ``url``; the whole exchange, not just each read, ends after ``timeout`` seconds."""
+    import requests
+
+    started = time.monotonic()
+    try:
+        with session.get(url, params=params, timeout=timeout, stream=True) as response:
+            body = bytearray()
+            truncated = False
+            for chunk in response.iter_content(chunk_size=16384):
+                body += chunk
+                if len(body) > max_bytes:
+                    truncated = True
+                    break
+                if time.monotonic() - started > timeout:
+                    raise TransportError(f"no complete reply within {timeout:g}s")
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return Reply(response.status_code, bytes(body[:max_bytes]), retry_after, truncated)
+    except requests.Timeout:
+        raise TransportError(f"timed out after {timeout:g}s") from None
+    except requests.ConnectionError as exc:
+        raise TransportError(_connection_reason(exc)) from None
+    except requests.RequestException as exc:
+        raise TransportError(f"request failed ({type(exc).__name__})") from None
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (a number of seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+
+
+def excerpt(body: bytes, redact: Redactor) -> str:
+    """A few hundred bytes of the reply, decoded leniently, without NULs or secrets."""
+    text = body[:EXCERPT_BYTES].decode("utf-8", errors="replace").replace("\x00", "")
+    return redact(text)
+
+
+def _connection_reason(exc: Exception) -> str:
+    text = repr(exc)
+    for needle, reason in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "host name not found"),
+        ("NameResolutionError", "host name not found"),
+        ("Temporary failure in name resolution", "host name not found"),
+        ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
+        ("SSLError", "TLS error"),
+        ("RemoteDisconnected", "connection closed without a reply"),
+        ("Connection reset", "connection reset"),
+        ("Read timed out", "timed out waiting for the reply"),
+        ("timed out", "connect timed out"),
+    ):
+        if needle in text:
+            return reason
+    return "connection failed"

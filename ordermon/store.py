@@ -1,0 +1,477 @@
+"""The SQL the core runs, in one place: typed functions, named parameters.
+
+Every write that follows a provider call is guarded twice: by the claim token of the run that
+claimed the enrolment (a sweep that lost its lease changes nothing), and by a compare-and-set
+on product_orders (still pending, same dispatch), so an admin's decision or a re-send wins.
+"""
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from ordermon import db
+
+MONITORED_EXTERNAL = ("sent", "queued", "processing")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProviderRules:
+    """What the SQL needs to know of one configured provider."""
+
+    id: str
+    reference_rule: str
+    first_check_after: dt.timedelta
+    give_up_after: dt.timedelta
+    max_attempts: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """An enrolment a run holds under its lease, with the attempt already counted."""
+
+    enrolment_id: int
+    order_id: uuid.UUID
+    provider_id: str
+    reference: str
+    sent_at: dt.datetime
+    attempts: int
+    deadline: dt.datetime
+    token: uuid.UUID
+    reference_rule: str
+    still_current: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class LockedOrder:
+    user_id: uuid.UUID | None
+    amount: Any  # Decimal: the total the customer was charged, in their balance's currency
+    currency: str
+    order_no: int | None
+
+
+# The order still is the dispatch the enrolment watches: pending, monitored, same key.
+_SAME_DISPATCH = """
+    o.status = 'pending'
+    AND o."externalStatus" IN ('sent', 'queued', 'processing')
+    AND o."providerId" = %(provider_id)s
+    AND o."sentAt" = %(sent_at)s
+    AND ordermon_reference(%(reference_rule)s, o.provider_referans, o."externalOrderId", o.id)
+        = %(reference)s
+"""
+_RULES = """
+    SELECT * FROM unnest(
+        %(provider_ids)s::text[], %(rules)s::text[], %(first_after)s::float8[],
+        %(give_up)s::float8[], %(max_attempts)s::int[]
+    ) AS c(provider_id, reference_rule, first_after, give_up, max_attempts)
+"""
+_NOTES = """(CASE WHEN jsonb_typeof(o.notes) = 'array' THEN o.notes ELSE '[]'::jsonb END
+    || jsonb_build_array(jsonb_build_object('by', 'system', 'text', %(note)s::text,
+       'at', %(now_iso)s::text)))"""
+
+
+def rules_params(providers: Sequence[ProviderRules]) -> dict[str, Any]:
+    return {
+        "provider_ids": [p.id for p in providers],
+        "rules": [p.reference_rule for p in providers],
+        "first_after": [p.first_check_after.total_seconds() for p in providers],
+        "give_up": [p.give_up_after.total_seconds() for p in providers],
+        "max_attempts": [p.max_attempts for p in providers],
+    }
+
+
+def schema_version(conn: db.Connection) -> int | None:
+    exists = conn.execute("SELECT to_regclass('ordermon_migrations') IS NOT NULL AS ok").fetchone()
+    if not exists or not exists["ok"]:
+        return None
+    row = conn.execute("SELECT max(version) AS version FROM ordermon_migrations").fetchone()
+    return row["version"] if row else None
+
+
+def start_run(conn: db.Connection, command: str, host: str, pid: int, now: dt.datetime) -> int:
+    row = conn.execute(
+        "INSERT INTO ordermon_runs (command, host, pid, started_at) "
+        "VALUES (%(command)s, %(host)s, %(pid)s, %(now)s) RETURNING id",
+        {"command": command, "host": host, "pid": pid, "now": now},
+    ).fetchone()
+    assert row is not None
+    return int(row["id"])
+
+
+def finish_run(
+    conn: db.Connection,
+    run_id: int,
+    counts: dict[str, int],
+    stopped_by: str | None,
+    exit_code: int,
+    now: dt.datetime,
+) -> None:
+    conn.execute(
+        """UPDATE ordermon_runs SET finished_at = %(now)s, enrolled = %(enrolled)s,
+               claimed = %(claimed)s, completed = %(completed)s, failed = %(failed)s,
+               processing = %(processing)s, errors = %(error)s, superseded = %(superseded)s,
+               expired = %(expired)s, stopped_by = %(stopped_by)s, exit_code = %(exit_code)s
+           WHERE id = %(run_id)s""",
+        {"run_id": run_id, "now": now, "stopped_by": stopped_by, "exit_code": exit_code}
+        | {k: counts.get(k, 0) for k in _RUN_COUNTS},
+    )
+
+
+_RUN_COUNTS = (
+    "enrolled",
+    "claimed",
+    "completed",
+    "failed",
+    "processing",
+    "error",
+    "superseded",
+    "expired",
+)
+
+
+def try_enrol_lock(conn: db.Connection) -> bool:
+    """One enroller at a time; the others skip (the winner enrols the same orders)."""
+    row = conn.execute("SELECT pg_try_advisory_xact_lock(7170001) AS ok").fetchone()
+    return bool(row and row["ok"])
+
+
+def enrol(
+    conn: db.Connection,
+    providers: Sequence[ProviderRules],
+    order_id: uuid.UUID | None = None,
+) -> int:
+    """Enrol every new dispatch (or just ``order_id``'s), retiring the order's older enrolment."""
+    query = (
+        "WITH c AS (" + _RULES + """),
+        candidate AS (
+            SELECT o.id AS order_id, c.provider_id, o."sentAt" AS sent_at,
+                   ordermon_reference(c.reference_rule, o.provider_referans,
+                                      o."externalOrderId", o.id) AS reference,
+                   c.first_after, c.give_up
+            FROM product_orders o JOIN c ON c.provider_id = o."providerId"
+            WHERE o.status = 'pending'
+              AND o."externalStatus" IN ('sent', 'queued', 'processing')
+              AND o."sentAt" IS NOT NULL
+              AND (%(order_id)s::uuid IS NULL OR o.id = %(order_id)s::uuid)
+        ),
+        fresh AS (
+            SELECT k.* FROM candidate k
+            WHERE k.reference IS NOT NULL
+              AND NOT EXISTS (
+                SELECT 1 FROM ordermon_enrolments e
+                WHERE e.order_id = k.order_id AND e.provider_id = k.provider_id
+                  AND e.reference = k.reference AND e.sent_at = k.sent_at)
+        ),
+        retired AS (
+            UPDATE ordermon_enrolments e
+            SET state = 'superseded', finished_at = now(), claim_token = NULL,
+                claimed_until = NULL, last_outcome = 'superseded',
+                last_message = 'the shop sent the order again'
+            FROM fresh f WHERE e.order_id = f.order_id AND e.state = 'waiting'
+            RETURNING e.id
+        )
+        INSERT INTO ordermon_enrolments
+            (order_id, provider_id, reference, sent_at, next_check_at, deadline)
+        SELECT order_id, provider_id, reference, sent_at,
+               sent_at + make_interval(secs => first_after),
+               sent_at + make_interval(secs => give_up)
+        FROM fresh
+        ON CONFLICT DO NOTHING"""
+    )
+    cursor = conn.execute(query, rules_params(providers) | {"order_id": order_id})
+    return max(cursor.rowcount, 0)
+
+
+def expire_exhausted(
+    conn: db.Connection, providers: Sequence[ProviderRules], now: dt.datetime
+) -> int:
+    """Expire waiting orders whose last check fell at or past the deadline, or that have used
+    their max_attempts (after a config change: the normal path expires at record time)."""
+    query = (
+        "WITH c AS (" + _RULES + """)
+        UPDATE ordermon_enrolments e
+        SET state = 'expired', finished_at = %(now)s, claim_token = NULL, claimed_until = NULL,
+            last_outcome = 'expired'
+        FROM c
+        WHERE c.provider_id = e.provider_id AND e.state = 'waiting'
+          AND e.next_check_at <= %(now)s AND e.attempts >= 1
+          AND (e.last_checked_at >= e.deadline
+               OR (c.max_attempts IS NOT NULL AND e.attempts >= c.max_attempts))"""
+    )
+    return max(conn.execute(query, rules_params(providers) | {"now": now}).rowcount, 0)
+
+
+def claim(
+    conn: db.Connection,
+    providers: Sequence[ProviderRules],
+    limit: int,
+    token: uuid.UUID,
+    now: dt.datetime,
+    lease_end: dt.datetime,
+    enrolment_id: int | None = None,
+) -> list[Claim]:
+    """Claim up to ``limit`` due enrolments (SKIP LOCKED), counting the attempt now.
+
+    The lease's end becomes the next check, so a claim whose sweep died is due again then.
+    """
+    query = (
+        "WITH c AS (" + _RULES + """),
+        due AS (
+            SELECT e.id, e.order_id, e.provider_id FROM ordermon_enrolments e
+            WHERE e.state = 'waiting'
+              AND e.provider_id = ANY(%(provider_ids)s::text[])
+              AND (CASE WHEN %(enrolment_id)s::bigint IS NULL
+                        THEN e.next_check_at <= %(now)s
+                        ELSE e.id = %(enrolment_id)s::bigint
+                             AND (e.claimed_until IS NULL OR e.claimed_until <= %(now)s) END)
+            ORDER BY e.next_check_at
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE ordermon_enrolments e
+        SET claim_token = %(token)s, claimed_until = %(lease_end)s,
+            next_check_at = %(lease_end)s, attempts = e.attempts + 1
+        FROM due JOIN c ON c.provider_id = due.provider_id
+        LEFT JOIN product_orders o ON o.id = due.order_id
+        WHERE e.id = due.id
+        RETURNING e.id AS enrolment_id, e.order_id, e.provider_id, e.reference, e.sent_at,
+                  e.attempts, e.deadline, c.reference_rule,
+                  COALESCE(o.status = 'pending'
+                      AND o."externalStatus" IN ('sent', 'queued', 'processing')
+                      AND o."providerId" = e.provider_id AND o."sentAt" = e.sent_at
+                      AND ordermon_reference(c.reference_rule, o.provider_referans,
+                                             o."externalOrderId", o.id) = e.reference,
+                      false) AS still_current"""
+    )
+    params = rules_params(providers) | {
+        "limit": limit,
+        "token": token,
+        "now": now,
+        "lease_end": lease_end,
+        "enrolment_id": enrolment_id,
+    }
+    return [Claim(token=token, **row) for row in conn.execute(query, params)]
+
+
+def supersede_claims(
+    conn: db.Connection, claims: Sequence[Claim], message: str, now: dt.datetime
+) -> int:
+    """Retire claimed enrolments whose order was decided or re-sent elsewhere."""
+    if not claims:
+        return 0
+    cursor = conn.execute(
+        """UPDATE ordermon_enrolments SET state = 'superseded', finished_at = %(now)s,
+               claim_token = NULL, claimed_until = NULL, last_outcome = 'superseded',
+               last_message = %(message)s
+           WHERE id = ANY(%(ids)s) AND claim_token = %(token)s AND state = 'waiting'""",
+        {
+            "ids": [c.enrolment_id for c in claims],
+            "token": claims[0].token,
+            "message": message,
+            "now": now,
+        },
+    )
+    return max(cursor.rowcount, 0)
+
+
+def lock_claim(conn: db.Connection, claim: Claim) -> bool:
+    """Whether this run still holds the claim (and lock it for the rest of the transaction)."""
+    row = conn.execute(
+        "SELECT 1 FROM ordermon_enrolments WHERE id = %(id)s AND claim_token = %(token)s "
+        "AND state = 'waiting' FOR UPDATE",
+        {"id": claim.enrolment_id, "token": claim.token},
+    ).fetchone()
+    return row is not None
+
+
+def release_claim(
+    conn: db.Connection,
+    claim: Claim,
+    *,
+    state: str,
+    outcome: str,
+    message: str | None,
+    next_check_at: dt.datetime | None,
+    now: dt.datetime,
+) -> bool:
+    """End this run's hold on the enrolment: back to waiting (with its next check) or final."""
+    cursor = conn.execute(
+        """UPDATE ordermon_enrolments
+           SET state = %(state)s, claim_token = NULL, claimed_until = NULL,
+               next_check_at = COALESCE(%(next_check_at)s, next_check_at),
+               last_checked_at = %(now)s, last_outcome = %(outcome)s,
+               last_message = %(message)s,
+               finished_at = CASE WHEN %(state)s = 'waiting' THEN NULL ELSE %(now)s END
+           WHERE id = %(id)s AND claim_token = %(token)s AND state = 'waiting'""",
+        {
+            "id": claim.enrolment_id,
+            "token": claim.token,
+            "state": state,
+            "outcome": outcome,
+            "message": message,
+            "next_check_at": next_check_at,
+            "now": now,
+        },
+    )
+    return cursor.rowcount == 1
+
+
+def insert_attempt(
+    conn: db.Connection,
+    claim: Claim,
+    *,
+    run_id: int | None,
+    checked_at: dt.datetime,
+    outcome: str,
+    applied: str | None,
+    latency_ms: int | None,
+    http_status: int | None,
+    message: str | None,
+    excerpt: str | None,
+) -> None:
+    conn.execute(
+        """INSERT INTO ordermon_attempts (enrolment_id, order_id, provider_id, run_id,
+               checked_at, latency_ms, http_status, outcome, applied, message, excerpt)
+           VALUES (%(enrolment_id)s, %(order_id)s, %(provider_id)s, %(run_id)s, %(checked_at)s,
+               %(latency_ms)s, %(http_status)s, %(outcome)s, %(applied)s, %(message)s,
+               %(excerpt)s)""",
+        {
+            "enrolment_id": claim.enrolment_id,
+            "order_id": claim.order_id,
+            "provider_id": claim.provider_id,
+            "run_id": run_id,
+            "checked_at": checked_at,
+            "latency_ms": latency_ms,
+            "http_status": http_status,
+            "outcome": outcome,
+            "applied": applied,
+            "message": message,
+            "excerpt": excerpt,
+        },
+    )
+
+
+def lock_order(conn: db.Connection, claim: Claim) -> LockedOrder | None:
+    """Lock the order row if it still is this claim's pending dispatch (compare-and-set)."""
+    row = conn.execute(
+        'SELECT o."userId" AS user_id, o."sellPriceAmount" AS amount, '
+        'o."sellPriceCurrency" AS currency, o."orderNo" AS order_no '
+        "FROM product_orders o WHERE o.id = %(order_id)s AND " + _SAME_DISPATCH + " FOR UPDATE",
+        _dispatch(claim),
+    ).fetchone()
+    return LockedOrder(**row) if row else None
+
+
+def write_order(
+    conn: db.Connection,
+    claim: Claim,
+    *,
+    now: dt.datetime,
+    external_status: str,
+    message: str | None,
+    status: str | None = None,
+    pin: str | None = None,
+    set_pin: bool = False,
+    finished: bool = False,
+    note: str | None = None,
+) -> bool:
+    """Write an outcome to product_orders, only while it still is this claim's dispatch."""
+    query = (
+        """UPDATE product_orders o SET
+            status = COALESCE(%(status)s, o.status),
+            "externalStatus" = %(external_status)s,
+            "pinCode" = CASE WHEN %(set_pin)s THEN %(pin)s ELSE o."pinCode" END,
+            "completedAt" = CASE WHEN %(finished)s THEN %(now)s ELSE o."completedAt" END,
+            "approvedAt" = CASE WHEN %(status)s = 'approved' THEN %(now)s ELSE o."approvedAt" END,
+            "durationMs" = CASE WHEN %(finished)s AND o."sentAt" IS NOT NULL
+                THEN LEAST(GREATEST(EXTRACT(EPOCH FROM (%(now)s - o."sentAt")) * 1000, 0),
+                           2147483647)::integer
+                ELSE o."durationMs" END,
+            "lastSyncAt" = %(now)s,
+            "providerMessage" = COALESCE(%(message)s, o."providerMessage"),
+            "lastMessage" = COALESCE(left(%(message)s, 250), o."lastMessage"),
+            notes = CASE WHEN %(note)s::text IS NULL THEN o.notes ELSE """
+        + _NOTES
+        + """ END,
+            "notesCount" = CASE WHEN %(note)s::text IS NULL THEN o."notesCount"
+                ELSE jsonb_array_length("""
+        + _NOTES
+        + """) END
+        WHERE o.id = %(order_id)s AND """
+        + _SAME_DISPATCH
+    )
+    params = _dispatch(claim) | {
+        "now": now,
+        "now_iso": now.astimezone(dt.UTC).isoformat(),
+        "status": status,
+        "external_status": external_status,
+        "pin": pin,
+        "set_pin": set_pin,
+        "finished": finished,
+        "message": message,
+        "note": note,
+    }
+    return conn.execute(query, params).rowcount == 1
+
+
+def insert_refund(
+    conn: db.Connection,
+    claim: Claim,
+    user_id: uuid.UUID,
+    amount: Any,
+    description: str,
+    now: dt.datetime,
+) -> bool:
+    """Give the customer back what they paid, once: False when this order was refunded before.
+
+    The primary key of ordermon_refunds makes a second refund of one order impossible, even
+    for two transactions racing each other.
+    """
+    transaction_id = uuid.uuid4()
+    claimed = conn.execute(
+        """INSERT INTO ordermon_refunds
+               (order_id, user_id, amount, wallet_transaction_id, enrolment_id, refunded_at)
+           VALUES (%(order_id)s, %(user_id)s, %(amount)s, %(tx)s, %(enrolment_id)s, %(now)s)
+           ON CONFLICT (order_id) DO NOTHING""",
+        {
+            "order_id": claim.order_id,
+            "user_id": user_id,
+            "amount": amount,
+            "tx": transaction_id,
+            "enrolment_id": claim.enrolment_id,
+            "now": now,
+        },
+    )
+    if claimed.rowcount != 1:
+        return False
+    conn.execute(
+        """WITH credited AS (
+               UPDATE users SET balance = balance + %(amount)s WHERE id = %(user_id)s
+               RETURNING balance
+           )
+           INSERT INTO wallet_transactions (id, "userId", "orderId", type, amount,
+               "balanceBefore", "balanceAfter", description, "createdAt")
+           SELECT %(tx)s, %(user_id)s, %(order_id)s, 'refund', %(amount)s,
+               balance - %(amount)s, balance, %(description)s, %(now)s
+           FROM credited""",
+        {
+            "tx": transaction_id,
+            "user_id": user_id,
+            "order_id": claim.order_id,
+            "amount": amount,
+            "description": description,
+            "now": now,
+        },
+    )
+    return True
+
+
+def _dispatch(claim: Claim) -> dict[str, Any]:
+    return {
+        "order_id": claim.order_id,
+        "provider_id": claim.provider_id,
+        "sent_at": claim.sent_at,
+        "reference_rule": claim.reference_rule,
+        "reference": claim.reference,
+    }
