@@ -61,7 +61,9 @@ def run(
     if row is None:
         raise errors.OrderError(f"order {order_id}: no such order in product_orders")
     if row["status"] != "pending":
-        raise errors.OrderError(f"order {order_id} is {row['status']}, not pending: nothing to check")
+        raise errors.OrderError(
+            f"order {order_id} is {row['status']}, not pending: nothing to check"
+        )
     provider = cfg.provider_by_id(row["provider_id"] or "")
     if provider is None:
         raise errors.OrderError(

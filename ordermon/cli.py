@@ -182,5 +182,3 @@ def demo(
 
     with _expected_failures():
         demos.run(orders)
-
-

@@ -225,15 +225,12 @@ def _provider(
         kind=kind,
         base_url=base_url.rstrip("/"),
         timeout=timeout.total_seconds(),
-        max_reply_bytes=_integer(
-            doc.get("max_reply_bytes", 65536), f"{key}.max_reply_bytes", 256
-        ),
+        max_reply_bytes=_integer(doc.get("max_reply_bytes", 65536), f"{key}.max_reply_bytes", 256),
         policy=_policy(doc.get("schedule", {}), f"{key}.schedule", default_policy, env),
         kod=_string(doc.get("kod"), f"{key}.kod", env),
         sifre=_string(doc.get("sifre"), f"{key}.sifre", env),
-        path="/" + _string(doc.get("path", "/servis/pin_kontrol.php"), f"{key}.path", env).lstrip(
-            "/"
-        ),
+        path="/"
+        + _string(doc.get("path", "/servis/pin_kontrol.php"), f"{key}.path", env).lstrip("/"),
     )
     if not re.match(r"^[A-Za-z0-9_.-]+$", provider.name):
         raise errors.ConfigError(

@@ -43,9 +43,10 @@ def run(order_count: int) -> None:
     with tempfile.TemporaryDirectory(prefix="ordermon-demo-") as tmp:
         console.print("[bold]ordermon demo[/]: starting a private PostgreSQL ...")
         url = embedded.start(Path(tmp) / "pg", delete_on_exit=True)
-        with db.connect(url, autocommit=True) as conn, simulator.Simulator(
-            kod="4711", sifre="demo-secret"
-        ) as sim:
+        with (
+            db.connect(url, autocommit=True) as conn,
+            simulator.Simulator(kod="4711", sifre="demo-secret") as sim,
+        ):
             conn.execute(db.platform_schema().encode())
             migrate.run(conn)
             cfg = _config(url, sim.url)

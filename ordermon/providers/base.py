@@ -2,8 +2,8 @@
 HTTP request with a timeout on every byte and a cap on the reply's size."""
 
 import dataclasses
-import enum
 import email.utils
+import enum
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol

@@ -1,0 +1,155 @@
+"""Loading and validating the configuration."""
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ordermon import config, errors
+from tests.conftest import config_document
+
+ROOT = Path(__file__).parent.parent
+
+
+def _error(document: dict[str, Any], env: dict[str, str] | None = None) -> str:
+    with pytest.raises(errors.ConfigError) as caught:
+        config.parse(document, env or {})
+    assert caught.value.exit_code == 2
+    return str(caught.value)
+
+
+def _doc(**overrides: Any) -> dict[str, Any]:
+    return config_document("postgresql://localhost/shop", "http://127.0.0.1:9", **overrides)
+
+
+def test_example_config_loads() -> None:
+    """config.example.yaml documents every key and stays loadable."""
+    cfg = config.load(ROOT / "config.example.yaml", {"ALAYA_SIFRE": "x"})
+    assert cfg.providers[0].kind == "znet"
+    assert cfg.providers[0].policy.max_delay == dt.timedelta(minutes=5)
+    assert cfg.providers[0].policy.base_delay == dt.timedelta(seconds=30)
+    assert cfg.sweep.lease == dt.timedelta(minutes=5)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("500ms", 0.5), ("30s", 30), ("10m", 600), ("24h", 86400), ("30d", 2592000), (45, 45),
+     ("2.5s", 2.5)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    """Durations take ms, s, m, h, d or bare seconds."""
+    assert config.parse_duration(text, "k").total_seconds() == seconds
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (("sweep", "batch_size"), 0, "sweep.batch_size: must be at least 1"),
+        (("sweep", "concurrency"), "many", "sweep.concurrency: expected a whole number"),
+        (("sweep", "lease"), "fast", "sweep.lease: expected a duration like 20s, got 'fast'"),
+        (("sweep", "soft_time_limit"), "2h", "sweep.soft_time_limit: must not be longer"),
+        (("sweep", "time_limit"), "0s", "sweep.time_limit: must be longer than 0s"),
+        (("schedule", "factor"), 0.5, "schedule.factor: must be between 1 and 100"),
+        (("schedule", "jitter"), 2, "schedule.jitter: must be between"),
+        (("schedule", "max_attempts"), 0, "schedule.max_attempts: must be at least 1"),
+        (("schedule", "max_delay"), "500ms", "schedule.max_delay: must not be shorter"),
+        (("schedule", "give_up_after"), "soon", "schedule.give_up_after: expected a duration"),
+        (("schedule", "first_check_after"), [], "schedule.first_check_after: expected"),
+        (("schedule", "base_delay"), True, "schedule.base_delay: expected a duration"),
+        (("schedule", "bogus"), 1, "schedule.bogus: unknown key"),
+        (("database", "url"), None, "database.url: required"),
+        (("database", "host"), "x", "database.host: unknown key"),
+    ],
+)
+def test_errors_name_the_key(path: tuple[str, str], value: object, expected: str) -> None:
+    """Every validation error names the key path."""
+    document = _doc()
+    document[path[0]][path[1]] = value
+    assert expected in _error(document)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("timeout", "fast", "providers[0].timeout: expected a duration like 20s, got 'fast'"),
+        ("timeout", "45s", "providers[0].timeout: 45s is too long for sweep.lease"),
+        ("kind", "ftp", "providers[0].kind: expected one of znet"),
+        ("kind", "barakat", "providers[0].kind: 'barakat' is not supported"),
+        ("base_url", "znet.example", "providers[0].base_url: expected an http"),
+        ("sifre", None, "providers[0].sifre: required"),
+        ("kod", "", "providers[0].kod: must not be empty"),
+        ("name", "has space", "providers[0].name: use letters"),
+        ("max_reply_bytes", 10, "providers[0].max_reply_bytes: must be at least 256"),
+        ("schedule", {"factor": "x"}, "providers[0].schedule.factor: expected a number"),
+        ("token", "x", "providers[0].token: unknown key"),
+    ],
+)
+def test_provider_errors_name_the_key(key: str, value: object, expected: str) -> None:
+    """Provider keys are validated with their index in the path."""
+    document = _doc()
+    document["providers"][0][key] = value
+    assert expected in _error(document)
+
+
+def test_top_level_errors() -> None:
+    """Top-level keys: unknown keys, on_failed, timezone and provider lists."""
+    assert "colour: unknown key" in _error(_doc(colour="red"))
+    assert "on_failed: expected one of refund, reject, hold" in _error(_doc(on_failed="drop"))
+    assert "timezone: unknown time zone 'Mars/Base'" in _error(_doc(timezone="Mars/Base"))
+    assert "providers: expected a list" in _error(_doc(providers={"a": 1}))
+    assert "providers[0]: expected a mapping" in _error(_doc(providers=["x"]))
+
+
+def test_duplicate_provider_ids_and_names() -> None:
+    """Two providers cannot share an id or a name."""
+    document = _doc()
+    document["providers"].append(dict(document["providers"][0], name="other"))
+    assert "providers[1].id: '3b6d4c1e" in _error(document)
+    document["providers"][1]["id"] = "another"
+    document["providers"][1]["name"] = "alaya"
+    assert "providers[1].name: 'alaya' is already used by providers[0]" in _error(document)
+
+
+def test_environment_substitution_and_override() -> None:
+    """${VAR} comes from the environment; ORDERMON_DATABASE_URL wins over database.url."""
+    document = _doc()
+    document["providers"][0]["sifre"] = "${ALAYA_SIFRE}"
+    cfg = config.parse(document, {"ALAYA_SIFRE": "from-env", "ORDERMON_DATABASE_URL": "x://y"})
+    assert cfg.providers[0].sifre == "from-env"
+    assert cfg.database_url == "x://y"
+    message = _error(document, {})
+    assert "providers[0].sifre: environment variable ALAYA_SIFRE is not set" in message
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    """The password and the database URL never show in a dataclass repr."""
+    document = _doc()
+    document["providers"][0]["sifre"] = "top-secret-value"
+    cfg = config.parse(document, {})
+    assert "top-secret-value" not in repr(cfg)
+    assert "localhost/shop" not in repr(cfg)
+
+
+def test_provider_schedule_overrides_only_its_keys() -> None:
+    """A provider's schedule changes its own keys and inherits the rest."""
+    document = _doc()
+    document["providers"][0]["schedule"] = {"max_delay": "20s"}
+    cfg = config.parse(document, {})
+    assert cfg.providers[0].policy.max_delay == dt.timedelta(seconds=20)
+    assert cfg.providers[0].policy.give_up_after == cfg.policy.give_up_after
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    """A missing file, bad YAML and the search path each give a clear error."""
+    with pytest.raises(errors.ConfigError, match="cannot read config file"):
+        config.load(tmp_path / "missing.yaml", {})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("database: [unclosed\n")
+    with pytest.raises(errors.ConfigError, match="not valid YAML at line"):
+        config.load(bad, {})
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(_doc()))
+    assert config.find_path(None, {"ORDERMON_CONFIG": str(good)}) == good
+    assert config.find_path(good, {}) == good
