@@ -204,3 +204,17 @@ def run_cli(
         stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+class FakeClock:
+    """A clock the test moves by hand (core logic never reads the real one)."""
+
+    def __init__(self, start: dt.datetime | None = None) -> None:
+        self.now = start or dt.datetime.now(dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> dt.datetime:
+        self.now += dt.timedelta(seconds=seconds)
+        return self.now
