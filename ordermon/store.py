@@ -164,14 +164,6 @@ def enrol(
                 SELECT 1 FROM ordermon_enrolments e
                 WHERE e.order_id = k.order_id AND e.provider_id = k.provider_id
                   AND e.reference = k.reference AND e.sent_at = k.sent_at)
-        ),
-        retired AS (
-            UPDATE ordermon_enrolments e
-            SET state = 'superseded', finished_at = now(), claim_token = NULL,
-                claimed_until = NULL, last_outcome = 'superseded',
-                last_message = 'the shop sent the order again'
-            FROM fresh f WHERE e.order_id = f.order_id AND e.state = 'waiting'
-            RETURNING e.id
         )
         INSERT INTO ordermon_enrolments
             (order_id, provider_id, reference, sent_at, next_check_at, deadline)
@@ -181,8 +173,30 @@ def enrol(
         FROM fresh
         ON CONFLICT DO NOTHING"""
     )
-    cursor = conn.execute(query, rules_params(providers) | {"order_id": order_id})
-    return max(cursor.rowcount, 0)
+    params = rules_params(providers) | {"order_id": order_id}
+    conn.execute(_RETIRE_RESENT, params)
+    return max(conn.execute(query, params).rowcount, 0)
+
+
+# A waiting enrolment whose order the shop has sent again (another provider, reference or
+# "sentAt") gives way to the new dispatch, before that one is enrolled.
+_RETIRE_RESENT = (
+    "WITH c AS (" + _RULES + """)
+    UPDATE ordermon_enrolments e
+    SET state = 'superseded', finished_at = now(), claim_token = NULL, claimed_until = NULL,
+        last_outcome = 'superseded', last_message = 'the shop sent the order again'
+    FROM product_orders o JOIN c ON c.provider_id = o."providerId"
+    WHERE e.state = 'waiting' AND o.id = e.order_id
+      AND (%(order_id)s::uuid IS NULL OR o.id = %(order_id)s::uuid)
+      AND o.status = 'pending'
+      AND o."externalStatus" IN ('sent', 'queued', 'processing')
+      AND o."sentAt" IS NOT NULL
+      AND ordermon_reference(c.reference_rule, o.provider_referans, o."externalOrderId", o.id)
+          IS NOT NULL
+      AND (o."providerId", o."sentAt",
+           ordermon_reference(c.reference_rule, o.provider_referans, o."externalOrderId", o.id))
+          IS DISTINCT FROM (e.provider_id, e.sent_at, e.reference)"""
+)
 
 
 def expire_exhausted(
