@@ -114,7 +114,7 @@ def _dispatch(conn: db.Connection, sim: simulator.Simulator, count: int) -> list
 def _watch(console: Any, conn: db.Connection, cfg: config.Config, orders: list[Any]) -> None:
     from rich.live import Live
 
-    admin_order = next((o for o in orders if o["fate"].startswith("admin")), None)
+    admin_orders = [o["id"] for o in orders if o["fate"].startswith("admin")]
     started = time.monotonic()
     totals: dict[str, int] = {}
     with Live(_table(conn, orders), console=console, auto_refresh=False) as live:
@@ -122,13 +122,14 @@ def _watch(console: Any, conn: db.Connection, cfg: config.Config, orders: list[A
             report = sweep.run(conn, cfg, sweep.Options())
             for name, value in report.counts.items():
                 totals[name] = totals.get(name, 0) + value
-            if admin_order and time.monotonic() - started > 2:
+            if admin_orders and time.monotonic() - started > 2:
+                # A person decides these in the shop's admin panel while ordermon watches.
                 conn.execute(
                     """UPDATE product_orders SET status = 'approved', "pinCode" = 'BY-ADMIN'
-                       WHERE id = %(id)s""",
-                    {"id": admin_order["id"]},
+                       WHERE id = ANY(%(ids)s)""",
+                    {"ids": admin_orders},
                 )
-                admin_order = None
+                admin_orders = []
             live.update(_table(conn, orders), refresh=True)
             if _settled(conn):
                 break

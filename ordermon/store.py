@@ -181,7 +181,9 @@ def enrol(
 # A waiting enrolment whose order the shop has sent again (another provider, reference or
 # "sentAt") gives way to the new dispatch, before that one is enrolled.
 _RETIRE_RESENT = (
-    "WITH c AS (" + _RULES + """)
+    "WITH c AS ("
+    + _RULES
+    + """)
     UPDATE ordermon_enrolments e
     SET state = 'superseded', finished_at = now(), claim_token = NULL, claimed_until = NULL,
         last_outcome = 'superseded', last_message = 'the shop sent the order again'

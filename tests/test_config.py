@@ -35,8 +35,15 @@ def test_example_config_loads() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("500ms", 0.5), ("30s", 30), ("10m", 600), ("24h", 86400), ("30d", 2592000), (45, 45),
-     ("2.5s", 2.5)],
+    [
+        ("500ms", 0.5),
+        ("30s", 30),
+        ("10m", 600),
+        ("24h", 86400),
+        ("30d", 2592000),
+        (45, 45),
+        ("2.5s", 2.5),
+    ],
 )
 def test_durations(text: object, seconds: float) -> None:
     """Durations take ms, s, m, h, d or bare seconds."""

@@ -71,7 +71,9 @@ def test_shop_already_has_the_column_and_index(shop_url: str) -> None:
     """Objects the shop's backend created itself are recognised, not created twice."""
     with db.connect(shop_url, autocommit=True) as conn:
         conn.execute("ALTER TABLE product_orders ADD COLUMN provider_referans varchar(255)")
-        conn.execute("CREATE INDEX idx_orders_provider_referans ON product_orders (provider_referans)")
+        conn.execute(
+            "CREATE INDEX idx_orders_provider_referans ON product_orders (provider_referans)"
+        )
         result = migrate.run(conn)
     assert result.applied == ("001_ordermon_tables", "002_product_orders")
     assert _catalog(shop_url)["versions"] == [1, 2]
@@ -84,8 +86,10 @@ def test_partially_applied_and_invalid_index(shop_url: str) -> None:
         conn.execute("DELETE FROM ordermon_migrations WHERE version = 2")
         conn.execute("DROP INDEX idx_ordermon_orders_monitored")
         # What an interrupted CREATE INDEX CONCURRENTLY leaves: an index marked invalid.
-        conn.execute("UPDATE pg_index SET indisvalid = false "
-                     "WHERE indexrelid = 'idx_orders_provider_referans'::regclass")
+        conn.execute(
+            "UPDATE pg_index SET indisvalid = false "
+            "WHERE indexrelid = 'idx_orders_provider_referans'::regclass"
+        )
         result = migrate.run(conn)
         assert result.applied == ("002_product_orders",)
         valid = conn.execute(
@@ -121,7 +125,10 @@ def test_two_migrations_at_once(shop_url: str, tmp_path: Path) -> None:
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "ordermon", "migrate", "--config", str(config_path)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         for _ in range(2)
     ]
@@ -161,9 +168,7 @@ def test_without_privilege_prints_the_owner_statements(
     assert refused.returncode == 1
     assert "not the table's owner" in refused.stderr
     assert "Traceback" not in refused.stderr
-    statements = [
-        line.strip() for line in refused.stderr.splitlines() if line.startswith("    ")
-    ]
+    statements = [line.strip() for line in refused.stderr.splitlines() if line.startswith("    ")]
     script = "\n".join(statements)
     assert "ALTER TABLE product_orders ADD COLUMN IF NOT EXISTS provider_referans" in script
     assert "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_ordermon_orders_monitored" in script
@@ -189,7 +194,7 @@ def test_sweep_before_migrate_says_so(shop_url: str, tmp_path: Path) -> None:
 def test_misnamed_migration_file(tmp_path: Path) -> None:
     """A file not named NNN_name.sql is refused loudly."""
     (tmp_path / "1-bad.sql").write_text("SELECT 1;")
-    with pytest.raises(errors.MigrationError, match="NNN_name.sql"):
+    with pytest.raises(errors.MigrationError, match=r"NNN_name\.sql"):
         migrate.migrations(tmp_path)
 
 

@@ -60,8 +60,9 @@ def test_completed_writes_exactly_the_documented_columns(
     user = add_user(conn)
     sent_at = clock.now - dt.timedelta(seconds=90)
     earlier_note = [{"by": "admin", "text": "VIP", "at": "2026-01-01T00:00:00Z"}]
-    order = add_order(conn, user, REF, sent_at=sent_at, notes=json.dumps(earlier_note),
-                      notesCount=1)
+    order = add_order(
+        conn, user, REF, sent_at=sent_at, notes=json.dumps(earlier_note), notesCount=1
+    )
     before = order_row(conn, order)
     sim.script(REF, "completed:AB12-CD34-EF56-GH78")
     report = _sweep(conn, make_config(db_url, sim.url), clock)
@@ -78,15 +79,30 @@ def test_completed_writes_exactly_the_documented_columns(
     assert after["notes"][1]["by"] == "system"
     assert "alaya: delivered" in after["notes"][1]["text"]
     assert after["notes"][1]["at"] == clock.now.isoformat()
-    unchanged = {"id", "userId", "sellPriceAmount", "sentAt", "provider_referans", "createdAt",
-                 "providerId", "quantity", "manualNote", "externalOrderId", "orderNo"}
+    unchanged = {
+        "id",
+        "userId",
+        "sellPriceAmount",
+        "sentAt",
+        "provider_referans",
+        "createdAt",
+        "providerId",
+        "quantity",
+        "manualNote",
+        "externalOrderId",
+        "orderNo",
+    }
     assert {k: after[k] for k in unchanged} == {k: before[k] for k in unchanged}
     assert _wallet(conn) == []
     assert _balance(conn, user) == decimal.Decimal("100.00")
     assert enrolment_of(conn, order)["state"] == "done"
     assert _attempts(conn, order) == [
-        {"outcome": "completed", "applied": "completed", "http_status": 200,
-         "message": "Teslim edildi"}
+        {
+            "outcome": "completed",
+            "applied": "completed",
+            "http_status": 200,
+            "message": "Teslim edildi",
+        }
     ]
 
 
@@ -101,12 +117,14 @@ def test_completed_with_placeholder_stores_no_pin(
     assert (after["status"], after["pinCode"]) == ("approved", None)
 
 
-def test_failed_refund(conn: db.Connection, sim: simulator.Simulator, db_url: str,
-                       clock: FakeClock) -> None:
+def test_failed_refund(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, clock: FakeClock
+) -> None:
     """failed + refund: rejected, the charged total returned once, one refund row."""
     user = add_user(conn, "5.00")
-    order = add_order(conn, user, REF, amount="12.50", quantity=3, orderNo=1042,
-                      sellPriceCurrency="TRY")
+    order = add_order(
+        conn, user, REF, amount="12.50", quantity=3, orderNo=1042, sellPriceCurrency="TRY"
+    )
     sim.script(REF, "failed")
     report = _sweep(conn, make_config(db_url, sim.url), clock)
     assert report.counts["failed"] == 1
@@ -121,7 +139,9 @@ def test_failed_refund(conn: db.Connection, sim: simulator.Simulator, db_url: st
     assert wallet["type"] == "refund"
     assert wallet["amount"] == decimal.Decimal("12.50")
     assert (wallet["balanceBefore"], wallet["balanceAfter"]) == (
-        decimal.Decimal("5.00"), decimal.Decimal("17.50"))
+        decimal.Decimal("5.00"),
+        decimal.Decimal("17.50"),
+    )
     assert (wallet["userId"], wallet["orderId"]) == (user, order)
     assert "1042" in wallet["description"]
     refunds = list(conn.execute("SELECT order_id, amount FROM ordermon_refunds"))
@@ -129,8 +149,9 @@ def test_failed_refund(conn: db.Connection, sim: simulator.Simulator, db_url: st
     assert enrolment_of(conn, order)["state"] == "done"
 
 
-def test_failed_reject(conn: db.Connection, sim: simulator.Simulator, db_url: str,
-                       clock: FakeClock) -> None:
+def test_failed_reject(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, clock: FakeClock
+) -> None:
     """failed + reject: rejected, no money moves."""
     user = add_user(conn)
     order = add_order(conn, user, REF)
@@ -142,8 +163,9 @@ def test_failed_reject(conn: db.Connection, sim: simulator.Simulator, db_url: st
     assert _wallet(conn) == [] and _balance(conn, user) == decimal.Decimal("100.00")
 
 
-def test_failed_hold(conn: db.Connection, sim: simulator.Simulator, db_url: str,
-                     clock: FakeClock) -> None:
+def test_failed_hold(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, clock: FakeClock
+) -> None:
     """failed + hold: still pending, externalStatus failed, no money, left for a person."""
     user = add_user(conn)
     order = add_order(conn, user, REF)
@@ -161,8 +183,9 @@ def test_failed_hold(conn: db.Connection, sim: simulator.Simulator, db_url: str,
     assert sim.count(REF) == 1  # a held order is not checked again
 
 
-def test_refund_without_customer_is_held(conn: db.Connection, sim: simulator.Simulator,
-                                         db_url: str, clock: FakeClock) -> None:
+def test_refund_without_customer_is_held(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, clock: FakeClock
+) -> None:
     """An order with no userId cannot be refunded: it is held instead."""
     order = add_order(conn, None, REF)
     sim.script(REF, "failed")
@@ -184,8 +207,9 @@ def test_nothing_charged_is_rejected_without_a_wallet_row(
     assert _wallet(conn) == []
 
 
-def test_processing_then_backoff(conn: db.Connection, sim: simulator.Simulator, db_url: str,
-                                 clock: FakeClock) -> None:
+def test_processing_then_backoff(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, clock: FakeClock
+) -> None:
     """processing: externalStatus processing, lastSyncAt, message; next check after backoff."""
     order = add_order(conn, add_user(conn), REF)
     sim.script(REF, "processing*3", "completed:PIN")
@@ -209,8 +233,9 @@ def test_processing_then_backoff(conn: db.Connection, sim: simulator.Simulator, 
     assert order_row(conn, order)["status"] == "approved"
 
 
-def test_error_leaves_the_order_untouched(conn: db.Connection, sim: simulator.Simulator,
-                                          db_url: str, clock: FakeClock) -> None:
+def test_error_leaves_the_order_untouched(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, clock: FakeClock
+) -> None:
     """error: not a column of product_orders changes; the check is retried later."""
     order = add_order(conn, add_user(conn), REF)
     before = order_row(conn, order)
@@ -224,8 +249,9 @@ def test_error_leaves_the_order_untouched(conn: db.Connection, sim: simulator.Si
     assert _wallet(conn) == []
 
 
-def test_retry_after_pushes_the_next_check(conn: db.Connection, sim: simulator.Simulator,
-                                           db_url: str, clock: FakeClock) -> None:
+def test_retry_after_pushes_the_next_check(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, clock: FakeClock
+) -> None:
     """A 429 with Retry-After: 120 moves the next check at least 120 s away."""
     order = add_order(conn, add_user(conn), REF)
     sim.script(REF, "429:120")
@@ -233,13 +259,20 @@ def test_retry_after_pushes_the_next_check(conn: db.Connection, sim: simulator.S
     assert enrolment_of(conn, order)["next_check_at"] == clock.now + dt.timedelta(seconds=120)
 
 
-def test_expired_after_the_deadline(conn: db.Connection, sim: simulator.Simulator, db_url: str,
-                                    clock: FakeClock) -> None:
+def test_expired_after_the_deadline(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, clock: FakeClock
+) -> None:
     """Still processing at the deadline: checked at the deadline, then expired, order untouched."""
     order = add_order(conn, add_user(conn), REF, sent_at=clock.now)
     sim.script(REF, "processing")
-    document_schedule = {"first_check_after": "0s", "base_delay": "10s", "factor": 2,
-                         "max_delay": "10m", "jitter": 0, "give_up_after": "60s"}
+    document_schedule = {
+        "first_check_after": "0s",
+        "base_delay": "10s",
+        "factor": 2,
+        "max_delay": "10m",
+        "jitter": 0,
+        "give_up_after": "60s",
+    }
     cfg = make_config(db_url, sim.url, schedule=document_schedule)
     for _ in range(15):  # 0 s to 70 s, every 5 s
         _sweep(conn, cfg, clock)
@@ -253,12 +286,16 @@ def test_expired_after_the_deadline(conn: db.Connection, sim: simulator.Simulato
     assert (after["status"], after["externalStatus"]) == ("pending", "processing")
 
 
-def test_max_attempts_expires(conn: db.Connection, sim: simulator.Simulator, db_url: str,
-                              clock: FakeClock) -> None:
+def test_max_attempts_expires(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, clock: FakeClock
+) -> None:
     """max_attempts checks, then expired."""
     order = add_order(conn, add_user(conn), REF)
-    cfg = make_config(db_url, sim.url, schedule={"first_check_after": "0s", "base_delay": "1s",
-                                                 "jitter": 0, "max_attempts": 3})
+    cfg = make_config(
+        db_url,
+        sim.url,
+        schedule={"first_check_after": "0s", "base_delay": "1s", "jitter": 0, "max_attempts": 3},
+    )
     for _ in range(10):
         _sweep(conn, cfg, clock)
         clock.advance(30)
@@ -266,8 +303,9 @@ def test_max_attempts_expires(conn: db.Connection, sim: simulator.Simulator, db_
     assert enrolment_of(conn, order)["state"] == "expired"
 
 
-def test_long_pin_is_an_error(conn: db.Connection, sim: simulator.Simulator, db_url: str,
-                              clock: FakeClock) -> None:
+def test_long_pin_is_an_error(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, clock: FakeClock
+) -> None:
     """A PIN longer than the column is never cut and stored: it is an error."""
     order = add_order(conn, add_user(conn), REF)
     sim.script(REF, "completed:" + "P" * 121)
@@ -276,8 +314,9 @@ def test_long_pin_is_an_error(conn: db.Connection, sim: simulator.Simulator, db_
     assert _attempts(conn, order)[0]["outcome"] == "error"
 
 
-def test_admin_decision_during_the_call_wins(conn: db.Connection, sim: simulator.Simulator,
-                                             db_url: str, clock: FakeClock) -> None:
+def test_admin_decision_during_the_call_wins(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, clock: FakeClock
+) -> None:
     """An admin rejects the order while its check is in flight: ordermon's 'completed' changes
     nothing and refunds nothing; the attempt is recorded as superseded."""
     user = add_user(conn)
@@ -289,7 +328,9 @@ def test_admin_decision_during_the_call_wins(conn: db.Connection, sim: simulator
         with db.connect(db_url, autocommit=True) as other:
             other.execute(
                 """UPDATE product_orders SET status = 'rejected', "manualNote" = 'by admin'
-                   WHERE id = %(id)s""", {"id": order})
+                   WHERE id = %(id)s""",
+                {"id": order},
+            )
 
     thread = threading.Thread(target=admin)
     thread.start()
@@ -298,17 +339,26 @@ def test_admin_decision_during_the_call_wins(conn: db.Connection, sim: simulator
     assert report.counts["superseded"] == 1
     after = order_row(conn, order)
     assert (after["status"], after["externalStatus"], after["manualNote"]) == (
-        "rejected", "sent", "by admin")
+        "rejected",
+        "sent",
+        "by admin",
+    )
     assert after["notesCount"] == 0 and after["lastSyncAt"] is None
     assert _wallet(conn) == [] and _balance(conn, user) == decimal.Decimal("100.00")
     assert _attempts(conn, order) == [
-        {"outcome": "failed", "applied": "superseded", "http_status": 200,
-         "message": "İptal edildi"}]
+        {
+            "outcome": "failed",
+            "applied": "superseded",
+            "http_status": 200,
+            "message": "İptal edildi",
+        }
+    ]
     assert enrolment_of(conn, order)["state"] == "superseded"
 
 
-def test_admin_decision_before_the_claim(conn: db.Connection, sim: simulator.Simulator,
-                                         db_url: str, clock: FakeClock) -> None:
+def test_admin_decision_before_the_claim(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, clock: FakeClock
+) -> None:
     """An order approved by an admin after enrolment is retired at claim, without a call."""
     order = add_order(conn, add_user(conn), REF)
     sim.script(REF, "processing")
@@ -322,8 +372,9 @@ def test_admin_decision_before_the_claim(conn: db.Connection, sim: simulator.Sim
     assert enrolment_of(conn, order)["state"] == "superseded"
 
 
-def test_a_refund_never_happens_twice(conn: db.Connection, sim: simulator.Simulator,
-                                      db_url: str, clock: FakeClock) -> None:
+def test_a_refund_never_happens_twice(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, clock: FakeClock
+) -> None:
     """An order refunded once, re-opened and re-sent, refused again: held, not refunded again."""
     user = add_user(conn, "0")
     order = add_order(conn, user, REF)
@@ -335,7 +386,8 @@ def test_a_refund_never_happens_twice(conn: db.Connection, sim: simulator.Simula
     conn.execute(
         """UPDATE product_orders SET status = 'pending', "externalStatus" = 'sent',
                provider_referans = 'second-dispatch', "sentAt" = %(now)s WHERE id = %(id)s""",
-        {"id": order, "now": clock.now})
+        {"id": order, "now": clock.now},
+    )
     clock.advance(60)
     _sweep(conn, cfg, clock)
     after = order_row(conn, order)
@@ -345,8 +397,9 @@ def test_a_refund_never_happens_twice(conn: db.Connection, sim: simulator.Simula
     assert len(_wallet(conn)) == 1
 
 
-def test_duration_is_capped(conn: db.Connection, sim: simulator.Simulator, db_url: str,
-                            clock: FakeClock) -> None:
+def test_duration_is_capped(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, clock: FakeClock
+) -> None:
     """durationMs never overflows its integer column."""
     order = add_order(conn, add_user(conn), REF, sent_at=clock.now - dt.timedelta(days=40))
     sim.script(REF, "completed:X")

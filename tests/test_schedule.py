@@ -32,7 +32,9 @@ def test_backoff_never_exceeds_max_delay_plus_jitter(
     assert pause >= dt.timedelta(0)
 
 
-@given(policies, st.integers(0, 10_000), draws, st.timedeltas(dt.timedelta(0), dt.timedelta(days=4)))
+@given(
+    policies, st.integers(0, 10_000), draws, st.timedeltas(dt.timedelta(0), dt.timedelta(days=4))
+)
 def test_next_check_is_never_before_now_nor_after_deadline(
     policy: schedule.Policy, attempts: int, draw: float, elapsed: dt.timedelta
 ) -> None:

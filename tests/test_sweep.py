@@ -8,8 +8,9 @@ from ordermon import config, db, outcome, providers, simulator, store, sweep
 from tests.conftest import FakeClock, add_order, add_user, enrolment_of, make_config, order_row
 
 
-def _sweep(conn: db.Connection, cfg: config.Config, clock: FakeClock,
-           **options: object) -> sweep.Report:
+def _sweep(
+    conn: db.Connection, cfg: config.Config, clock: FakeClock, **options: object
+) -> sweep.Report:
     return sweep.run(conn, cfg, sweep.Options(**options), clock=clock)  # type: ignore[arg-type]
 
 
@@ -17,12 +18,14 @@ def _enrolled(conn: db.Connection) -> set[uuid.UUID]:
     return {r["order_id"] for r in conn.execute("SELECT order_id FROM ordermon_enrolments")}
 
 
-def test_which_orders_are_monitored(conn: db.Connection, sim: simulator.Simulator,
-                                    db_url: str) -> None:
+def test_which_orders_are_monitored(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str
+) -> None:
     """Pending, sent/queued/processing, a configured provider, sentAt and a reference."""
     user = add_user(conn)
-    watched = {add_order(conn, user, f"r{s}", external_status=s)
-               for s in ("sent", "queued", "processing")}
+    watched = {
+        add_order(conn, user, f"r{s}", external_status=s) for s in ("sent", "queued", "processing")
+    }
     add_order(conn, user, "r-not-sent", external_status="not_sent")
     add_order(conn, user, "r-done", external_status="done")
     add_order(conn, user, "r-approved", status="approved")
@@ -36,8 +39,9 @@ def test_which_orders_are_monitored(conn: db.Connection, sim: simulator.Simulato
     assert set(sim.counts()) == {"rsent", "rqueued", "rprocessing"}
 
 
-def test_backlog_on_installation_day(conn: db.Connection, sim: simulator.Simulator,
-                                     db_url: str) -> None:
+def test_backlog_on_installation_day(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str
+) -> None:
     """Orders sent days before the deadline are each checked once, then expire if unresolved."""
     clock = FakeClock()
     user = add_user(conn)
@@ -69,12 +73,16 @@ def test_resent_order_is_settled_by_the_new_dispatch(
     first = enrolment_of(conn, order)
     conn.execute(
         """UPDATE product_orders SET provider_referans = 'new-ref', "externalStatus" = 'sent',
-               "sentAt" = %(now)s WHERE id = %(id)s""", {"id": order, "now": clock.now})
+               "sentAt" = %(now)s WHERE id = %(id)s""",
+        {"id": order, "now": clock.now},
+    )
     clock.advance(120)
     report = _sweep(conn, cfg, clock)
     assert report.counts["enrolled"] == 1 and report.counts["completed"] == 1
-    states = {r["reference"]: r["state"] for r in conn.execute(
-        "SELECT reference, state, attempts FROM ordermon_enrolments")}
+    states = {
+        r["reference"]: r["state"]
+        for r in conn.execute("SELECT reference, state, attempts FROM ordermon_enrolments")
+    }
     assert states == {"old-ref": "superseded", "new-ref": "done"}
     assert enrolment_of(conn, order)["id"] != first["id"]
     assert order_row(conn, order)["pinCode"] == "NEW-PIN"
@@ -90,10 +98,12 @@ def test_resent_while_in_flight_changes_nothing(
     cfg = make_config(db_url, sim.url)
     provider_rules = sweep.rules(cfg.providers)
     store.enrol(conn, provider_rules)
-    [claim] = store.claim(conn, provider_rules, 10, uuid.uuid4(), clock.now,
-                          clock.now + dt.timedelta(minutes=5))
-    conn.execute("UPDATE product_orders SET provider_referans = 'new-ref' WHERE id = %(id)s",
-                 {"id": order})
+    [claim] = store.claim(
+        conn, provider_rules, 10, uuid.uuid4(), clock.now, clock.now + dt.timedelta(minutes=5)
+    )
+    conn.execute(
+        "UPDATE product_orders SET provider_referans = 'new-ref' WHERE id = %(id)s", {"id": order}
+    )
     sim.script("old-ref", "completed:OLD-PIN")
     check = providers.build(cfg.providers[0]).check("old-ref")
     ctx = outcome.Context("alaya", cfg.policy, "refund", None, clock.now, 0.0)
@@ -112,8 +122,9 @@ def test_lease_keeps_others_off_then_returns_the_order(
     cfg = make_config(db_url, sim.url)
     provider_rules = sweep.rules(cfg.providers)
     store.enrol(conn, provider_rules)
-    [dead] = store.claim(conn, provider_rules, 10, uuid.uuid4(), clock.now,
-                         clock.now + cfg.sweep.lease)
+    [dead] = store.claim(
+        conn, provider_rules, 10, uuid.uuid4(), clock.now, clock.now + cfg.sweep.lease
+    )
     sim.script("r1", "completed:PIN-1")
     clock.advance(30)
     assert _sweep(conn, cfg, clock).counts["claimed"] == 0
@@ -126,8 +137,9 @@ def test_lease_keeps_others_off_then_returns_the_order(
     assert order_row(conn, order)["status"] == "approved"
 
 
-def test_limit_and_provider_options(conn: db.Connection, sim: simulator.Simulator,
-                                    db_url: str) -> None:
+def test_limit_and_provider_options(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str
+) -> None:
     """--limit caps the checks of a run; --provider restricts it to the named providers."""
     clock = FakeClock()
     user = add_user(conn)
@@ -146,27 +158,35 @@ def test_limit_and_provider_options(conn: db.Connection, sim: simulator.Simulato
     assert sum(1 for ref in sim.counts() if ref.startswith("b")) == 3
 
 
-def test_soft_time_limit_stops_claiming(conn: db.Connection, sim: simulator.Simulator,
-                                        db_url: str) -> None:
+def test_soft_time_limit_stops_claiming(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str
+) -> None:
     """Past soft_time_limit no new batch is claimed; what was claimed is finished."""
     user = add_user(conn)
     for i in range(30):
         add_order(conn, user, f"r{i}")
     sim.latency = 0.2
-    document = {"batch_size": 5, "concurrency": 5, "lease": "60s", "soft_time_limit": "100ms",
-                "time_limit": "30s"}
+    document = {
+        "batch_size": 5,
+        "concurrency": 5,
+        "lease": "60s",
+        "soft_time_limit": "100ms",
+        "time_limit": "30s",
+    }
     cfg = make_config(db_url, sim.url, sweep=document)
     report = _sweep(conn, cfg, FakeClock())
     assert report.stopped_by == "soft_time_limit"
     assert 5 <= report.counts["claimed"] < 30
     assert report.counts["processing"] == report.counts["claimed"]
-    leftover = conn.execute("SELECT count(*) AS n FROM ordermon_enrolments "
-                            "WHERE claim_token IS NOT NULL").fetchone()
+    leftover = conn.execute(
+        "SELECT count(*) AS n FROM ordermon_enrolments WHERE claim_token IS NOT NULL"
+    ).fetchone()
     assert leftover == {"n": 0}
 
 
-def test_time_limit_abandons_the_run(conn: db.Connection, sim: simulator.Simulator,
-                                     db_url: str) -> None:
+def test_time_limit_abandons_the_run(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str
+) -> None:
     """At time_limit the run stops waiting; its open claims come back with the lease."""
     add_order(conn, add_user(conn), "slow")
     sim.script("slow", "hang:3")
@@ -182,8 +202,9 @@ def test_time_limit_abandons_the_run(conn: db.Connection, sim: simulator.Simulat
     assert run is not None and run["stopped_by"] == "time_limit" and run["finished_at"]
 
 
-def test_run_rows_record_the_counts(conn: db.Connection, sim: simulator.Simulator,
-                                    db_url: str) -> None:
+def test_run_rows_record_the_counts(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str
+) -> None:
     """Each sweep leaves a row with its counts."""
     user = add_user(conn)
     sim.script("c", "completed:P")
@@ -194,5 +215,11 @@ def test_run_rows_record_the_counts(conn: db.Connection, sim: simulator.Simulato
     _sweep(conn, make_config(db_url, sim.url), FakeClock())
     run = conn.execute("SELECT * FROM ordermon_runs").fetchone()
     assert run is not None
-    assert (run["enrolled"], run["claimed"], run["completed"], run["failed"], run["processing"],
-            run["exit_code"]) == (3, 3, 1, 1, 1, 0)
+    assert (
+        run["enrolled"],
+        run["claimed"],
+        run["completed"],
+        run["failed"],
+        run["processing"],
+        run["exit_code"],
+    ) == (3, 3, 1, 1, 1, 0)

@@ -12,8 +12,12 @@ from ordermon import simulator
 from ordermon.providers import base, znet
 from tests.conftest import KOD, SIFRE, make_config
 
-C, F, P, E = (base.Outcome.COMPLETED, base.Outcome.FAILED, base.Outcome.PROCESSING,
-              base.Outcome.ERROR)
+C, F, P, E = (
+    base.Outcome.COMPLETED,
+    base.Outcome.FAILED,
+    base.Outcome.PROCESSING,
+    base.Outcome.ERROR,
+)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +59,7 @@ def test_reply_variants(body: str, outcome: base.Outcome, pin: str | None, messa
     ],
 )
 def test_errors_never_fail_an_order(status: int, body: str, says: str) -> None:
-    """Request errors, empty bodies, unknown statuses and HTTP errors are `error`, never `failed`."""
+    """Request errors, empty bodies, unknown words and HTTP errors are `error`, never `failed`."""
     answer = znet.parse(status, body.encode())
     assert answer.outcome is E
     assert says in (answer.message or "")
@@ -146,12 +150,17 @@ def test_simulator_replies_through_the_adapter(
     sim.script("1760885915220128", *steps)
     check = adapter.check("1760885915220128")
     assert (check.answer.outcome, check.answer.pin, check.http_status) == (
-        outcome, pin, http_status)
+        outcome,
+        pin,
+        http_status,
+    )
     assert sim.count("1760885915220128") == 1
     assert SIFRE not in (check.excerpt or "") + (check.answer.message or "")
 
 
-def test_request_carries_kod_sifre_and_reference(sim: simulator.Simulator, adapter: znet.Znet) -> None:
+def test_request_carries_kod_sifre_and_reference(
+    sim: simulator.Simulator, adapter: znet.Znet
+) -> None:
     """The request is GET /servis/pin_kontrol.php with kod, sifre and tahsilat_api_islem_id."""
     sim.script("42", "completed:X")
     adapter.check("42")
