@@ -66,6 +66,11 @@ def translated_errors() -> Iterator[None]:
             f"the database lacks something ordermon needs: {_diag(exc)}. "
             "Run `ordermon migrate` (it is safe to run again)."
         ) from None
+    except psycopg.errors.TransactionRollback as exc:
+        raise errors.DatabaseError(
+            f"the database aborted a transaction ({_diag(exc)}); nothing of it was kept: "
+            "run the command again"
+        ) from None
     except psycopg.OperationalError as exc:
         raise errors.DatabaseError(
             f"lost the database connection: {_first_line(str(exc)) or type(exc).__name__}. "

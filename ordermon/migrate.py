@@ -9,6 +9,7 @@ DBA who owns ``product_orders`` can run those statements by hand and let ordermo
 
 import dataclasses
 import re
+import time
 from pathlib import Path
 
 import psycopg
@@ -101,7 +102,7 @@ def run(conn: db.Connection) -> Result:
             "database (ordermon adds to the shop's tables, it does not create them)"
         )
     applied: list[str] = []
-    conn.execute("SELECT pg_advisory_lock(%(key)s)", {"key": ADVISORY_LOCK_KEY})
+    _lock(conn)
     try:
         conn.execute(_BOOTSTRAP)
         done = {row["version"] for row in conn.execute("SELECT version FROM ordermon_migrations")}
@@ -118,6 +119,25 @@ def run(conn: db.Connection) -> Result:
     finally:
         conn.execute("SELECT pg_advisory_unlock(%(key)s)", {"key": ADVISORY_LOCK_KEY})
     return Result(tuple(applied))
+
+
+def _lock(conn: db.Connection, wait_seconds: float = 600.0) -> None:
+    """Take the advisory lock by polling, never by a blocking wait: a session blocked inside
+    pg_advisory_lock() holds a transaction open, and the holder's CREATE INDEX CONCURRENTLY
+    would wait for that transaction: a deadlock."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(%(key)s) AS ok", {"key": ADVISORY_LOCK_KEY}
+        ).fetchone()
+        if row and row["ok"]:
+            return
+        if time.monotonic() > deadline:
+            raise errors.MigrationError(
+                f"another `ordermon migrate` has held the migration lock for {wait_seconds:g}s; "
+                "wait for it to finish, then run this again"
+            )
+        time.sleep(0.2)
 
 
 def _record(conn: db.Connection, migration: Migration) -> None:
