@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import psycopg.errors
 
-from ordermon import db, schedule, store
+from ordermon import db, schedule, shop, store
 from ordermon.providers import base
 
 # What `record` can end in; the sweep counts these.
@@ -65,13 +65,13 @@ def _apply(conn: db.Connection, claim: store.Claim, check: base.Check, ctx: Cont
     if not store.lock_claim(conn, claim):
         return SUPERSEDED  # our lease ran out and another run took the order over
     if answer.outcome is base.Outcome.COMPLETED or answer.outcome is base.Outcome.FAILED:
-        order = store.lock_order(conn, claim)
+        order = shop.lock_order(conn, claim)
         if order is None:
             return _supersede(conn, claim, ctx, "the order was decided or re-sent meanwhile")
         if answer.outcome is base.Outcome.COMPLETED:
             return _complete(conn, claim, answer, ctx)
         return _fail(conn, claim, order, answer, ctx)
-    if answer.outcome is base.Outcome.PROCESSING and not store.write_order(
+    if answer.outcome is base.Outcome.PROCESSING and not shop.write_order(
         conn, claim, now=ctx.now, external_status="processing", message=answer.message
     ):
         return _supersede(conn, claim, ctx, "the order was decided or re-sent meanwhile")
@@ -97,7 +97,7 @@ def _complete(conn: db.Connection, claim: store.Claim, answer: base.Answer, ctx:
     note = f"{ctx.provider_name}: delivered"
     note += " (PIN stored)" if answer.pin else ""
     note += f": {answer.message}" if answer.message else ""
-    store.write_order(
+    shop.write_order(
         conn,
         claim,
         now=ctx.now,
@@ -116,7 +116,7 @@ def _complete(conn: db.Connection, claim: store.Claim, answer: base.Answer, ctx:
 def _fail(
     conn: db.Connection,
     claim: store.Claim,
-    order: store.LockedOrder,
+    order: shop.LockedOrder,
     answer: base.Answer,
     ctx: Context,
 ) -> str:
@@ -133,11 +133,11 @@ def _fail(
             f"rejected by provider {ctx.provider_name}"
         )
         assert order.user_id is not None
-        if not store.insert_refund(conn, claim, order.user_id, amount, description, ctx.now):
+        if not shop.insert_refund(conn, claim, order.user_id, amount, description, ctx.now):
             policy, why = "hold", "this order was refunded once already"
     if policy == "hold":
         note = f"{said}; left pending for a person" + (f" ({why})" if why else "")
-        store.write_order(
+        shop.write_order(
             conn,
             claim,
             now=ctx.now,
@@ -151,7 +151,7 @@ def _fail(
         note = f"{said}; refunded {amount} {order.currency}"
     else:
         note = f"{said}; not refunded ({why or 'on_failed: reject'})"
-    store.write_order(
+    shop.write_order(
         conn,
         claim,
         now=ctx.now,

@@ -18,7 +18,7 @@ from ordermon.providers import base
 log = logging.getLogger("ordermon.sweep")
 Clock = Callable[[], dt.datetime]
 OnResult = Callable[[store.Claim, base.Check, str], None]
-COUNT_NAMES = store._RUN_COUNTS
+COUNT_NAMES = store.RUN_COUNTS
 
 
 def utc_now() -> dt.datetime:
