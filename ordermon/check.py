@@ -111,7 +111,16 @@ def _check_and_record(
             {"id": order_id},
         ).fetchone()
         if enrolment is None:
-            raise errors.OrderError(f"order {order_id}: ordermon is not watching it any more")
+            last = conn.execute(
+                "SELECT state FROM ordermon_enrolments WHERE order_id = %(id)s "
+                "ORDER BY id DESC LIMIT 1",
+                {"id": order_id},
+            ).fetchone()
+            state = last["state"] if last else "unknown"
+            raise errors.OrderError(
+                f"order {order_id}: ordermon stopped watching this dispatch ({state}); "
+                "it checks it again only when the shop sends it again"
+            )
         claims = store.claim(
             conn, provider_rules, 1, token, now, now + cfg.sweep.lease, enrolment["id"]
         )

@@ -126,6 +126,10 @@ def _check_due(
     token = uuid.uuid4()
     in_flight: dict[concurrent.futures.Future[base.Check], store.Claim] = {}
     claiming, stopped_by = True, None
+    # Claim no more than the workers can finish within the lease even if every call takes
+    # its full timeout, so claimed orders never sit queued past their lease.
+    slowest = max(p.timeout for p in chosen)
+    capacity = max(int(limits.concurrency * limits.lease.total_seconds() / slowest), 1)
     executor = concurrent.futures.ThreadPoolExecutor(limits.concurrency, "ordermon-check")
     try:
         while True:
@@ -136,11 +140,12 @@ def _check_due(
             if claiming and elapsed >= limits.soft_time_limit.total_seconds():
                 claiming, stopped_by = False, "soft_time_limit"
             if claiming and len(in_flight) < limits.concurrency:
-                want = limits.batch_size
+                want = min(limits.batch_size, capacity - len(in_flight))
                 if options.limit is not None:
                     want = min(want, options.limit - counts["claimed"])
                 claims = _claim(conn, provider_rules, want, token, cfg, clock) if want > 0 else []
                 counts["claimed"] += len(claims)
+                # Fewer than asked: nothing more is due now (or other sweeps hold it).
                 claiming = want > 0 and len(claims) == want
                 for claim in claims:
                     if not claim.still_current:

@@ -183,3 +183,19 @@ def test_help_runs_without_config() -> None:
     assert result.returncode == 0
     for command in ("migrate", "sweep", "check", "demo"):
         assert command in result.stdout
+
+
+def test_embedded_database_url(tmp_path: Path) -> None:
+    """`database.url: embedded` starts a private PostgreSQL under the user's data directory."""
+    from ordermon import embedded
+
+    config_path = write_config(tmp_path / "c.yaml", "embedded", "http://127.0.0.1:9")
+    env = {"XDG_DATA_HOME": str(tmp_path / "data")}
+    try:
+        result = run_cli("migrate", "--config", str(config_path), env=env)
+        # It started and answered: a fresh private database has no shop tables.
+        assert result.returncode == 1, result.stderr
+        assert "no product_orders table" in result.stderr
+        assert (tmp_path / "data" / "ordermon" / "postgres" / "PG_VERSION").is_file()
+    finally:
+        embedded.stop(tmp_path / "data" / "ordermon" / "postgres")
