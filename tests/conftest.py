@@ -17,12 +17,18 @@ import psycopg
 import psycopg.conninfo
 import pytest
 import yaml
+from hypothesis import settings
 
 from ordermon import config, db, migrate, simulator
 
 PROVIDER_ID = "3b6d4c1e-0000-4000-8000-000000000001"
 KOD, SIFRE = "4711", "s3cr3t-sifre-value"
 _counter = itertools.count()
+
+# No per-example deadline (a loaded CI machine is slow, not wrong); in CI the examples are
+# derandomised so that a run is reproducible, while local runs keep exploring.
+settings.register_profile("ordermon", deadline=None, derandomize=bool(os.environ.get("CI")))
+settings.load_profile("ordermon")
 
 
 def with_dbname(dsn: str, name: str) -> str:
