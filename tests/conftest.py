@@ -97,8 +97,11 @@ def sim() -> Iterator[simulator.Simulator]:
         yield server
 
 
-def config_document(db_url: str, sim_url: str, **overrides: Any) -> dict[str, Any]:
-    """A valid config with a fast schedule; ``overrides`` replace top-level keys."""
+def config_document(
+    db_url: str, sim_url: str, provider: dict[str, Any] | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """A valid config with a fast schedule; ``provider`` changes keys of the one provider,
+    ``overrides`` replace top-level keys."""
     document: dict[str, Any] = {
         "database": {"url": db_url},
         "timezone": "UTC",
@@ -124,6 +127,7 @@ def config_document(db_url: str, sim_url: str, **overrides: Any) -> dict[str, An
             }
         ],
     }
+    document["providers"][0].update(provider or {})
     document.update(overrides)
     return document
 

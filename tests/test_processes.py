@@ -12,7 +12,14 @@ from pathlib import Path
 from ordermon import db, simulator
 from tests.conftest import add_user, run_cli, write_config
 
-FINAL = {"approved", "rejected"}
+# Orders left processing are asked again 300 ms later.
+FAST_RETRIES = {
+    "first_check_after": "0s",
+    "base_delay": "300ms",
+    "max_delay": "300ms",
+    "jitter": 0,
+    "give_up_after": "1h",
+}
 
 
 def _populate(conn: db.Connection, sim: simulator.Simulator, count: int) -> tuple[uuid.UUID, int]:
@@ -108,13 +115,7 @@ def test_four_sweeps_at_once(
         tmp_path / "c.yaml",
         db_url,
         sim.url,
-        schedule={
-            "first_check_after": "0s",
-            "base_delay": "300ms",
-            "max_delay": "300ms",
-            "jitter": 0,
-            "give_up_after": "1h",
-        },
+        schedule=FAST_RETRIES,
     )
     procs = [
         subprocess.Popen(
@@ -147,17 +148,10 @@ def test_sweep_killed_mid_calls(
         tmp_path / "c.yaml",
         db_url,
         sim.url,
-        schedule={
-            "first_check_after": "0s",
-            "base_delay": "300ms",
-            "max_delay": "300ms",
-            "jitter": 0,
-            "give_up_after": "1h",
-        },
+        schedule=FAST_RETRIES,
         sweep={"batch_size": 50, "concurrency": 8, "lease": "4s"},
+        provider={"timeout": "2s"},
     )
-    document = config_path.read_text().replace("timeout: 5s", "timeout: 2s")
-    config_path.write_text(document)
     victim = subprocess.Popen(
         _sweep_command(config_path),
         env=_env(),
