@@ -9,7 +9,7 @@ import socket
 import uuid
 from typing import Any
 
-from ordermon import config, db, errors, outcome, providers, store, sweep
+from ordermon import config, db, errors, outcome, provider_config, providers, store, sweep
 from ordermon.providers import base
 
 
@@ -84,7 +84,8 @@ def run(
     adapter = providers.build(provider)
     try:
         if dry_run:
-            return Result(order_id, provider.name, reference, adapter.check(reference), None)
+            answer = adapter.check([reference])[reference]
+            return Result(order_id, provider.name, reference, answer, None)
         return _check_and_record(conn, cfg, provider, order_uuid, reference, adapter, clock)
     finally:
         adapter.close()
@@ -93,7 +94,7 @@ def run(
 def _check_and_record(
     conn: db.Connection,
     cfg: config.Config,
-    provider: config.ProviderConfig,
+    provider: provider_config.ProviderConfig,
     order_id: uuid.UUID,
     reference: str,
     adapter: base.Provider,
@@ -133,7 +134,7 @@ def _check_and_record(
             else f"order {order_id} is being checked by a sweep right now; try again shortly"
         )
     claim = claims[0]
-    check = adapter.check(reference)
+    check = adapter.check([reference])[reference]
     ctx = outcome.Context(
         provider.name, provider.policy, cfg.on_failed, run_id, clock(), random.uniform(-1, 1)
     )

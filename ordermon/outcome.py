@@ -64,6 +64,21 @@ def _apply(conn: db.Connection, claim: store.Claim, check: base.Check, ctx: Cont
     answer = check.answer
     if not store.lock_claim(conn, claim):
         return SUPERSEDED  # our lease ran out and another run took the order over
+    retry_after = dt.timedelta(seconds=check.retry_after) if check.retry_after else None
+    if check.trouble is not None:
+        store.release_claim(
+            conn,
+            claim,
+            state="waiting",
+            outcome=ERROR,
+            message=answer.message,
+            next_check_at=schedule.after_provider_trouble(
+                ctx.now, claim.attempts - 1, ctx.policy, ctx.jitter_draw, retry_after
+            ),
+            now=ctx.now,
+            provider_trouble=True,
+        )
+        return ERROR
     if answer.outcome is base.Outcome.COMPLETED or answer.outcome is base.Outcome.FAILED:
         order = shop.lock_order(conn, claim)
         if order is None:
@@ -75,7 +90,6 @@ def _apply(conn: db.Connection, claim: store.Claim, check: base.Check, ctx: Cont
         conn, claim, now=ctx.now, external_status="processing", message=answer.message
     ):
         return _supersede(conn, claim, ctx, "the order was decided or re-sent meanwhile")
-    retry_after = dt.timedelta(seconds=check.retry_after) if check.retry_after else None
     next_check = schedule.next_check_at(
         ctx.now, claim.attempts, claim.deadline, ctx.policy, ctx.jitter_draw, retry_after
     )

@@ -80,3 +80,18 @@ def next_check_at(
     if retry_after is not None and retry_after > pause:
         pause = retry_after
     return max(min(now + pause, order_deadline), now)
+
+
+def after_provider_trouble(
+    now: dt.datetime,
+    attempts: int,
+    policy: Policy,
+    jitter_draw: float,
+    retry_after: dt.timedelta | None = None,
+) -> dt.datetime:
+    """When to try again after the provider (not the order) failed: backoff or Retry-After,
+    whichever is longer. Never an expiry: the outage is not the customer's."""
+    pause = backoff(max(attempts, 1), policy, jitter_draw)
+    if retry_after is not None and retry_after > pause:
+        pause = retry_after
+    return now + pause

@@ -296,13 +296,19 @@ def release_claim(
     message: str | None,
     next_check_at: dt.datetime | None,
     now: dt.datetime,
+    provider_trouble: bool = False,
 ) -> bool:
-    """End this run's hold on the enrolment: back to waiting (with its next check) or final."""
+    """End this run's hold on the enrolment: back to waiting (with its next check) or final.
+
+    After ``provider_trouble`` (the provider, not the order, failed) the attempt counted at
+    claim is given back and the order does not count as checked."""
     cursor = conn.execute(
         """UPDATE ordermon_enrolments
            SET state = %(state)s, claim_token = NULL, claimed_until = NULL,
                next_check_at = COALESCE(%(next_check_at)s, next_check_at),
-               last_checked_at = %(now)s, last_outcome = %(outcome)s,
+               attempts = attempts - CASE WHEN %(trouble)s THEN 1 ELSE 0 END,
+               last_checked_at = CASE WHEN %(trouble)s THEN last_checked_at ELSE %(now)s END,
+               last_outcome = %(outcome)s,
                last_message = %(message)s,
                finished_at = CASE WHEN %(state)s = 'waiting' THEN NULL ELSE %(now)s END
            WHERE id = %(id)s AND claim_token = %(token)s AND state = 'waiting'""",
@@ -314,6 +320,7 @@ def release_claim(
             "message": message,
             "next_check_at": next_check_at,
             "now": now,
+            "trouble": provider_trouble,
         },
     )
     return cursor.rowcount == 1

@@ -1,24 +1,39 @@
-"""One sweep: enrol new dispatches, expire the exhausted, claim what is due, ask providers
-concurrently (never inside a transaction), and record every answer under its claim."""
+"""One sweep: enrol new dispatches, expire the exhausted, claim what is due provider by
+provider, ask providers concurrently (never inside a transaction), and record every answer
+under its claim."""
 
+import collections
 import concurrent.futures
 import dataclasses
 import datetime as dt
-import logging
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 
-from ordermon import config, db, errors, migrate, outcome, providers, store
+from ordermon import (
+    config,
+    db,
+    errors,
+    health,
+    lanes,
+    migrate,
+    outcome,
+    provider_config,
+    providers,
+    store,
+)
 from ordermon.providers import base
 
-log = logging.getLogger("ordermon.sweep")
 Clock = Callable[[], dt.datetime]
 OnResult = Callable[[store.Claim, base.Check, str], None]
 COUNT_NAMES = store.RUN_COUNTS
+Work = dict[
+    "concurrent.futures.Future[lanes.Result]", tuple[lanes.Lane, dict[str, list[store.Claim]]]
+]
 
 
 def utc_now() -> dt.datetime:
@@ -37,6 +52,7 @@ class Report:
     counts: dict[str, int]
     stopped_by: str | None
     seconds: float
+    problems: list[str] = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -44,10 +60,13 @@ class Report:
             "seconds": round(self.seconds, 3),
             "stopped_by": self.stopped_by,
             **self.counts,
+            "problems": self.problems,
         }
 
 
-def selected_providers(cfg: config.Config, names: Sequence[str]) -> list[config.ProviderConfig]:
+def selected_providers(
+    cfg: config.Config, names: Sequence[str]
+) -> list[provider_config.ProviderConfig]:
     """The providers a run works on: all configured, or those named with ``--provider``."""
     chosen = []
     for name in names:
@@ -59,7 +78,7 @@ def selected_providers(cfg: config.Config, names: Sequence[str]) -> list[config.
     return chosen or list(cfg.providers)
 
 
-def rules(chosen: Sequence[config.ProviderConfig]) -> list[store.ProviderRules]:
+def rules(chosen: Sequence[provider_config.ProviderConfig]) -> list[store.ProviderRules]:
     return [
         store.ProviderRules(
             id=p.id,
@@ -99,124 +118,195 @@ def run(
         if store.try_enrol_lock(conn):
             counts["enrolled"] = store.enrol(conn, provider_rules)
     counts["expired"] += store.expire_exhausted(conn, provider_rules, clock())
-    stopped_by = None
+    report = Report(run_id, counts, None, 0.0)
     if chosen:
-        stopped_by = _check_due(
-            conn, cfg, chosen, provider_rules, options, run_id, counts, clock, started, on_result
-        )
-    store.finish_run(conn, run_id, counts, stopped_by, 0, clock())
-    return Report(run_id, counts, stopped_by, time.monotonic() - started)
+        slots = threading.BoundedSemaphore(cfg.sweep.concurrency)
+        all_lanes = [
+            lanes.Lane(p, cfg, r, slots) for p, r in zip(chosen, provider_rules, strict=True)
+        ]
+        _open_lanes(conn, cfg, all_lanes, clock)
+        sweeper = _Sweeper(conn, cfg, options, run_id, report, clock, started, on_result)
+        try:
+            report.stopped_by = sweeper.work(all_lanes)
+        finally:
+            # On a time limit, calls still running are abandoned: their claims return to the
+            # queue when the lease ends.
+            for lane in all_lanes:
+                lane.close(wait=report.stopped_by != "time_limit")
+        report.problems.extend(_problems(all_lanes))
+    store.finish_run(conn, run_id, counts, report.stopped_by, 0, clock())
+    report.seconds = time.monotonic() - started
+    return report
 
 
-def _check_due(
-    conn: db.Connection,
-    cfg: config.Config,
-    chosen: Sequence[config.ProviderConfig],
-    provider_rules: Sequence[store.ProviderRules],
-    options: Options,
-    run_id: int,
-    counts: dict[str, int],
-    clock: Clock,
-    started: float,
-    on_result: OnResult | None,
-) -> str | None:
-    limits = cfg.sweep
-    adapters = {p.id: providers.build(p) for p in chosen}
-    by_id = {p.id: p for p in chosen}
-    token = uuid.uuid4()
-    in_flight: dict[concurrent.futures.Future[base.Check], store.Claim] = {}
-    claiming, stopped_by = True, None
-    # Claim no more than the workers can finish within the lease even if every call takes
-    # its full timeout, so claimed orders never sit queued past their lease.
-    slowest = max(p.timeout for p in chosen)
-    capacity = max(int(limits.concurrency * limits.lease.total_seconds() / slowest), 1)
-    executor = concurrent.futures.ThreadPoolExecutor(limits.concurrency, "ordermon-check")
-    try:
+def _open_lanes(
+    conn: db.Connection, cfg: config.Config, all_lanes: list[lanes.Lane], clock: Clock
+) -> None:
+    """Paused providers get no work; one whose cool-down is over gets a single probe."""
+    now = clock()
+    states = health.load(conn, [lane.provider.id for lane in all_lanes])
+    for lane in all_lanes:
+        state = states.get(lane.provider.id)
+        if state is None:
+            continue
+        if state.paused(now):
+            lane.open = False
+        elif state.needs_probe(now):
+            lane.probing = health.start_probe(conn, lane.provider.id, now, now + cfg.sweep.lease)
+            lane.open = lane.probing
+
+
+class _Sweeper:
+    """The claim / ask / record loop of one run, over all its lanes."""
+
+    def __init__(
+        self,
+        conn: db.Connection,
+        cfg: config.Config,
+        options: Options,
+        run_id: int,
+        report: Report,
+        clock: Clock,
+        started: float,
+        on_result: OnResult | None,
+    ) -> None:
+        self.conn, self.cfg, self.options, self.run_id = conn, cfg, options, run_id
+        self.report, self.clock, self.started, self.on_result = report, clock, started, on_result
+        self.counts = report.counts
+        self.token = uuid.uuid4()
+
+    def work(self, all_lanes: list[lanes.Lane]) -> str | None:
+        limits = self.cfg.sweep
+        in_flight: Work = {}
+        claiming, stopped_by = True, None
         while True:
-            elapsed = time.monotonic() - started
+            elapsed = time.monotonic() - self.started
             if elapsed >= limits.time_limit.total_seconds():
-                stopped_by = "time_limit"
-                break
+                return "time_limit"
             if claiming and elapsed >= limits.soft_time_limit.total_seconds():
                 claiming, stopped_by = False, "soft_time_limit"
-            if claiming and len(in_flight) < limits.concurrency:
-                want = min(limits.batch_size, capacity - len(in_flight))
-                if options.limit is not None:
-                    want = min(want, options.limit - counts["claimed"])
-                claims = _claim(conn, provider_rules, want, token, cfg, clock) if want > 0 else []
-                counts["claimed"] += len(claims)
-                # Fewer than asked: nothing more is due now (or other sweeps hold it).
-                claiming = want > 0 and len(claims) == want
-                for claim in claims:
-                    if not claim.still_current:
-                        counts["superseded"] += 1
-                        continue
-                    future = executor.submit(_ask, adapters[claim.provider_id], claim.reference)
-                    in_flight[future] = claim
+            if claiming:
+                claiming = self._claim_more(all_lanes, in_flight)
             if not in_flight:
                 if claiming:
                     continue
-                break
-            budget = limits.time_limit.total_seconds() - (time.monotonic() - started)
+                return stopped_by
+            budget = limits.time_limit.total_seconds() - (time.monotonic() - self.started)
             done, _ = concurrent.futures.wait(
                 in_flight, timeout=max(budget, 0.0), return_when="FIRST_COMPLETED"
             )
             for future in done:
-                claim = in_flight.pop(future)
-                check = future.result()
-                provider = by_id[claim.provider_id]
+                lane, claims_by_reference = in_flight.pop(future)
+                self._record(lane, claims_by_reference, future.result())
+
+    def _claim_more(self, all_lanes: list[lanes.Lane], in_flight: Work) -> bool:
+        """Claim for every lane with room; False once nothing more will be claimed."""
+        for lane in all_lanes:
+            want = lane.wants(self.cfg.sweep.batch_size)
+            if self.options.limit is not None:
+                want = min(want, self.options.limit - self.counts["claimed"])
+            if want <= 0:
+                continue
+            claims = self._claim(lane, want)
+            if len(claims) < want:
+                lane.open = False  # nothing more is due now (or other sweeps hold it)
+            by_reference: dict[str, list[store.Claim]] = collections.defaultdict(list)
+            for claim in claims:
+                if claim.still_current:
+                    by_reference[claim.reference].append(claim)
+                else:
+                    self.counts["superseded"] += 1
+            lane.outstanding += sum(len(c) for c in by_reference.values())
+            for group, future in lane.submit(list(by_reference)):
+                in_flight[future] = (lane, {ref: by_reference[ref] for ref in group})
+        if self.options.limit is not None and self.counts["claimed"] >= self.options.limit:
+            return False
+        return any(lane.open for lane in all_lanes)
+
+    def _claim(self, lane: lanes.Lane, want: int) -> list[store.Claim]:
+        now = self.clock()
+        with self.conn.transaction():
+            claims = store.claim(
+                self.conn, [lane.rules], want, self.token, now, now + self.cfg.sweep.lease
+            )
+            stale = [c for c in claims if not c.still_current]
+            store.supersede_claims(
+                self.conn, stale, "the order was decided or re-sent elsewhere", now
+            )
+        self.counts["claimed"] += len(claims)
+        return claims
+
+    def _record(
+        self,
+        lane: lanes.Lane,
+        claims_by_reference: dict[str, list[store.Claim]],
+        checks: lanes.Result,
+    ) -> None:
+        provider = lane.provider
+        first: base.Check | None = None
+        for reference, claims in claims_by_reference.items():
+            check = checks.get(reference) or base.Check(base.error("no answer"), latency_ms=0)
+            first = first or check
+            for claim in claims:
                 ctx = outcome.Context(
                     provider.name,
                     provider.policy,
-                    cfg.on_failed,
-                    run_id,
-                    clock(),
+                    self.cfg.on_failed,
+                    self.run_id,
+                    self.clock(),
                     random.uniform(-1.0, 1.0),
                 )
-                result = outcome.record(conn, claim, check, ctx)
-                _count(counts, result)
-                if on_result is not None:
-                    on_result(claim, check, result)
-    finally:
-        # On a time limit the calls still running are abandoned: their claims return to the
-        # queue when the lease ends.
-        executor.shutdown(wait=not in_flight, cancel_futures=True)
-        for adapter in adapters.values():
-            adapter.close()
-    return stopped_by
+                result = outcome.record(self.conn, claim, check, ctx)
+                lane.outstanding -= 1
+                self.counts["failed" if result in outcome.FAILED_RESULTS else result] += 1
+                if self.on_result is not None:
+                    self.on_result(claim, check, result)
+        if first is not None:
+            self._update_health(lane, first)
+
+    def _update_health(self, lane: lanes.Lane, check: base.Check) -> None:
+        """One request's verdict on its provider (the breaker lives in the database)."""
+        if not check.sent:
+            return
+        now = self.clock()
+        provider = lane.provider
+        if check.trouble is base.Trouble.THROTTLED:
+            wait = check.retry_after or 60.0
+            lane.hold.hold(wait, "the provider asked to slow down")
+            lane.limiter.slow_down()
+            health.held(self.conn, provider.id, now + dt.timedelta(seconds=wait), "throttled")
+            return
+        if check.trouble is None:
+            if lane.probing or not lane.healthy_reported:
+                health.recovered(self.conn, provider.id, now)
+                lane.probing, lane.healthy_reported = False, True
+            return
+        if check.trouble is base.Trouble.CREDENTIALS:
+            lane.credential_failures += 1
+            lane.credential_message = check.answer.message or f"HTTP {check.http_status}"
+        lane.healthy_reported = False
+        until = health.failed(self.conn, provider, str(check.trouble), now, probe=lane.probing)
+        if until is not None:
+            lane.open, lane.probing = False, False
+            lane.hold.hold(float("inf"), "the provider is paused")
+            lane.paused_note = (
+                f"provider {provider.name} is paused until {until:%Y-%m-%d %H:%M:%S} UTC after "
+                f"repeated {check.trouble} failures (last: {check.answer.message}); its orders "
+                "wait without spending attempts"
+            )
 
 
-def _claim(
-    conn: db.Connection,
-    provider_rules: Sequence[store.ProviderRules],
-    want: int,
-    token: uuid.UUID,
-    cfg: config.Config,
-    clock: Clock,
-) -> list[store.Claim]:
-    now = clock()
-    with conn.transaction():
-        claims = store.claim(conn, provider_rules, want, token, now, now + cfg.sweep.lease)
-        stale = [c for c in claims if not c.still_current]
-        store.supersede_claims(conn, stale, "the order was decided or re-sent elsewhere", now)
-    return claims
-
-
-def _ask(adapter: base.Provider, reference: str) -> base.Check:
-    """Runs in a worker thread: adapters never raise, but a bug must not lose the sweep."""
-    started = time.monotonic()
-    try:
-        return adapter.check(reference)
-    except Exception as exc:
-        log.exception("provider adapter failed")
-        return base.Check(
-            base.Answer(base.Outcome.ERROR, message=f"internal error ({type(exc).__name__})"),
-            latency_ms=int((time.monotonic() - started) * 1000),
-        )
-
-
-def _count(counts: dict[str, int], result: str) -> None:
-    if result in outcome.FAILED_RESULTS:
-        counts["failed"] += 1
-    elif result in counts:
-        counts[result] += 1
+def _problems(all_lanes: list[lanes.Lane]) -> list[str]:
+    """One line per misconfigured or newly paused provider, for stderr (and cron's mail)."""
+    lines = []
+    for lane in all_lanes:
+        if lane.credential_failures:
+            lines.append(
+                f"provider {lane.provider.name} refused ordermon's credentials on "
+                f"{lane.credential_failures} request(s) ({lane.credential_message}); check its "
+                "token/kod/sifre in the config and that this host's IP address is allowed. "
+                "Its orders are kept and retried."
+            )
+        if lane.paused_note:
+            lines.append(lane.paused_note)
+    return lines

@@ -82,8 +82,8 @@ def test_errors_name_the_key(path: tuple[str, str], value: object, expected: str
     [
         ("timeout", "fast", "providers[0].timeout: expected a duration like 20s, got 'fast'"),
         ("timeout", "45s", "providers[0].timeout: 45s is too long for sweep.lease"),
-        ("kind", "ftp", "providers[0].kind: expected one of znet"),
-        ("kind", "barakat", "providers[0].kind: 'barakat' is not supported"),
+        ("kind", "ftp", "providers[0].kind: expected one of znet, barakat, apstore, internal"),
+        ("kind", "barakat", "providers[0].kod: unknown key"),
         ("base_url", "znet.example", "providers[0].base_url: expected an http"),
         ("sifre", None, "providers[0].sifre: required"),
         ("kod", "", "providers[0].kod: must not be empty"),

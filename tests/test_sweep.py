@@ -105,7 +105,7 @@ def test_resent_while_in_flight_changes_nothing(
         "UPDATE product_orders SET provider_referans = 'new-ref' WHERE id = %(id)s", {"id": order}
     )
     sim.script("old-ref", "completed:OLD-PIN")
-    check = providers.build(cfg.providers[0]).check("old-ref")
+    check = providers.build(cfg.providers[0]).check(["old-ref"])["old-ref"]
     ctx = outcome.Context("alaya", cfg.policy, "refund", None, clock.now, 0.0)
     assert outcome.record(conn, claim, check, ctx) == outcome.SUPERSEDED
     after = order_row(conn, order)
@@ -131,7 +131,7 @@ def test_lease_keeps_others_off_then_returns_the_order(
     clock.advance(31)
     assert _sweep(conn, cfg, clock).counts["completed"] == 1
     assert enrolment_of(conn, order)["attempts"] == 2
-    late = providers.build(cfg.providers[0]).check("r1")
+    late = providers.build(cfg.providers[0]).check(["r1"])["r1"]
     ctx = outcome.Context("alaya", cfg.policy, "refund", None, clock.now, 0.0)
     assert outcome.record(conn, dead, late, ctx) == outcome.SUPERSEDED
     assert order_row(conn, order)["status"] == "approved"

@@ -148,7 +148,7 @@ def test_simulator_replies_through_the_adapter(
 ) -> None:
     """Each simulator reply reaches the adapter over HTTP and maps to the right outcome."""
     sim.script("1760885915220128", *steps)
-    check = adapter.check("1760885915220128")
+    check = adapter.check(["1760885915220128"])["1760885915220128"]
     assert (check.answer.outcome, check.answer.pin, check.http_status) == (
         outcome,
         pin,
@@ -163,7 +163,7 @@ def test_request_carries_kod_sifre_and_reference(
 ) -> None:
     """The request is GET /servis/pin_kontrol.php with kod, sifre and tahsilat_api_islem_id."""
     sim.script("42", "completed:X")
-    adapter.check("42")
+    adapter.check(["42"])["42"]
     request = sim.requests[-1]
     assert (request.path, request.reference, request.kod) == (simulator.ZNET_PATH, "42", KOD)
 
@@ -172,7 +172,7 @@ def test_wrong_password_gets_the_empty_reply(sim: simulator.Simulator) -> None:
     """A wrong sifre gets znet's empty body: an error that says what it usually means."""
     cfg = make_config("postgresql://unused", sim.url)
     provider = dataclasses.replace(cfg.providers[0], sifre="wrong")
-    check = znet.Znet(provider).check("42")
+    check = znet.Znet(provider).check(["42"])["42"]
     assert check.answer.outcome is E
     assert "whitelist" in (check.answer.message or "")
 
@@ -181,7 +181,7 @@ def test_retry_after_is_read(sim: simulator.Simulator, adapter: znet.Znet) -> No
     """429 and 503 carry Retry-After seconds back to the scheduler."""
     sim.script("a", "429:120")
     sim.script("b", "503:7")
-    first, second = adapter.check("a"), adapter.check("b")
+    first, second = adapter.check(["a"])["a"], adapter.check(["b"])["b"]
     assert (first.answer.outcome, first.http_status, first.retry_after) == (E, 429, 120.0)
     assert (second.http_status, second.retry_after) == (503, 7.0)
 
@@ -198,7 +198,7 @@ def test_retry_after_http_date() -> None:
 def test_timeout_is_an_error(sim: simulator.Simulator, adapter: znet.Znet) -> None:
     """A provider slower than the timeout is an error, well before it answers."""
     sim.script("slow", "hang:5")
-    check = adapter.check("slow")
+    check = adapter.check(["slow"])["slow"]
     assert check.answer.outcome is E
     assert "timed out" in (check.answer.message or "")
     assert check.latency_ms < 4000
@@ -210,7 +210,7 @@ def test_connection_refused_is_redacted() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     cfg = make_config("postgresql://unused", f"http://127.0.0.1:{port}")
-    check = znet.Znet(cfg.providers[0]).check("42")
+    check = znet.Znet(cfg.providers[0]).check(["42"])["42"]
     assert check.answer == base.Answer(E, None, "connection refused")
 
 
@@ -219,7 +219,7 @@ def test_oversized_reply_is_cut(sim: simulator.Simulator) -> None:
     cfg = make_config("postgresql://unused", sim.url)
     provider = dataclasses.replace(cfg.providers[0], max_reply_bytes=256)
     sim.script("big", "raw:OK|2|PIN|" + "x" * 5000)
-    check = znet.Znet(provider).check("big")
+    check = znet.Znet(provider).check(["big"])["big"]
     assert check.answer.outcome is E
     assert "too large" in (check.answer.message or "")
 

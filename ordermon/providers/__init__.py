@@ -1,15 +1,27 @@
 """Provider adapters: one module per provider kind, all speaking `base.Provider`."""
 
-from ordermon import config
+from ordermon import provider_config
 from ordermon.providers import base
 
 
-def build(provider: config.ProviderConfig) -> base.Provider:
-    """The adapter for a configured provider."""
+def build(provider: provider_config.ProviderConfig, pool_size: int = 10) -> base.Provider:
+    """The adapter for a configured provider (imported on demand: an idle run needs none)."""
     if provider.kind == "znet":
         from ordermon.providers import znet
 
-        return znet.Znet(provider)
+        return znet.Znet(provider, pool_size)
+    if provider.kind in ("barakat", "apstore"):
+        from ordermon.providers import barakat
+
+        return barakat.Barakat(provider, pool_size)
+    if provider.kind == "internal":
+        from ordermon.providers import internal
+
+        return internal.Internal(provider, pool_size)
+    if provider.kind == "json":
+        from ordermon.providers import generic
+
+        return generic.Generic(provider, pool_size)
     raise ValueError(f"no adapter for provider kind {provider.kind!r}")
 
 

@@ -1,18 +1,22 @@
 """What every provider adapter shares: the outcome type, the Protocol, redaction, and one
-HTTP request with a timeout on every byte and a cap on the reply's size."""
+HTTP request with a timeout on the whole exchange and a cap on the reply's size."""
 
 import dataclasses
 import email.utils
 import enum
+import re
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ordermon import provider_config
 
 if TYPE_CHECKING:
     import requests
 
 EXCERPT_BYTES = 300
 PIN_MAX_LENGTH = 120  # product_orders."pinCode" is varchar(120): a cut PIN is a wrong PIN
+_PLACEHOLDER_PIN = re.compile(r"^\s*-?\s*$")
 
 
 class Outcome(enum.StrEnum):
@@ -26,6 +30,15 @@ class Outcome(enum.StrEnum):
         return self in (Outcome.COMPLETED, Outcome.FAILED)
 
 
+class Trouble(enum.StrEnum):
+    """Why a request told nothing about the order: the provider's fault, not the order's.
+    Such a check spends no attempt and never expires an order."""
+
+    TRANSPORT = "transport"  # timeout, connection error, HTTP 5xx
+    CREDENTIALS = "credentials"  # 401/403, UNAUTHORIZED, znet's empty reply: a config problem
+    THROTTLED = "throttled"  # 429: slow down
+
+
 @dataclasses.dataclass(frozen=True)
 class Answer:
     """What a provider's reply means for one order."""
@@ -33,6 +46,10 @@ class Answer:
     outcome: Outcome
     pin: str | None = None
     message: str | None = None
+
+
+def error(message: str) -> Answer:
+    return Answer(Outcome.ERROR, message=message)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,11 +61,23 @@ class Check:
     http_status: int | None = None
     excerpt: str | None = None
     retry_after: float | None = None
+    trouble: Trouble | None = None
+    sent: bool = True  # False: held back (provider paused or throttled), nothing was asked
 
 
 class Provider(Protocol):
-    def check(self, reference: str) -> Check:
-        """Ask about one order; never raises for anything the provider or network does."""
+    config: provider_config.ProviderConfig
+
+    def plan(self, references: Sequence[str]) -> list[list[str]]:
+        """Split references into the groups that each make one request."""
+        ...
+
+    def check(self, references: Sequence[str]) -> dict[str, Check]:
+        """One request about ``references``; an answer for each; never raises."""
+        ...
+
+    def probe(self) -> Check:
+        """One harmless request that tells whether the network and credentials work."""
         ...
 
     def close(self) -> None: ...
@@ -72,6 +101,39 @@ class Redactor:
         return text
 
 
+def pin_or_none(value: Any) -> tuple[bool, str | None]:
+    """(acceptable, PIN): a placeholder is no PIN; a PIN too long for the column is refused."""
+    if value is None or isinstance(value, bool) or not isinstance(value, str | int):
+        return True, None
+    text = str(value)
+    if _PLACEHOLDER_PIN.match(text):
+        return True, None
+    text = text.strip()
+    return len(text) <= PIN_MAX_LENGTH, text
+
+
+def finished(outcome: Outcome, pin: Any, message: str | None) -> Answer:
+    """An answer with a PIN checked (a completed answer with an oversized PIN is an error)."""
+    if outcome is not Outcome.COMPLETED:
+        return Answer(outcome, message=message)
+    acceptable, text = pin_or_none(pin)
+    if not acceptable:
+        return error(
+            f"PIN of {len(str(pin).strip())} characters does not fit (max {PIN_MAX_LENGTH})"
+        )
+    return Answer(outcome, pin=text, message=message)
+
+
+def http_trouble(status: int) -> Trouble | None:
+    if status in (401, 403):
+        return Trouble.CREDENTIALS
+    if status == 429:
+        return Trouble.THROTTLED
+    if status >= 500:
+        return Trouble.TRANSPORT
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Reply:
     status: int
@@ -86,18 +148,22 @@ class TransportError(Exception):
 
 def fetch(
     session: "requests.Session",
+    method: str,
     url: str,
     *,
     timeout: float,
     max_bytes: int,
     params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Reply:
-    """GET ``url``; the whole exchange, not just each read, ends after ``timeout`` seconds."""
+    """One request; the whole exchange, not just each read, ends after ``timeout`` seconds."""
     import requests
 
     started = time.monotonic()
     try:
-        with session.get(url, params=params, timeout=timeout, stream=True) as response:
+        with session.request(
+            method, url, params=params, headers=headers, timeout=timeout, stream=True
+        ) as response:
             body = bytearray()
             truncated = False
             for chunk in response.iter_content(chunk_size=16384):
@@ -152,6 +218,7 @@ def _connection_reason(exc: Exception) -> str:
         ("Connection reset", "connection reset"),
         ("Read timed out", "timed out waiting for the reply"),
         ("timed out", "connect timed out"),
+        ("ProxyError", "proxy refused the connection"),
     ):
         if needle in text:
             return reason

@@ -1,0 +1,101 @@
+"""A lane: one provider's share of a sweep. Its own workers (its concurrency), its rate limit,
+its hold after a 429 or a pause, and how many claimed orders it may have outstanding."""
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+from ordermon import config, pacing, provider_config, providers, store
+from ordermon.providers import base
+
+log = logging.getLogger("ordermon.lanes")
+Result = dict[str, base.Check]
+
+
+class Lane:
+    def __init__(
+        self,
+        provider: provider_config.ProviderConfig,
+        cfg: config.Config,
+        rules: store.ProviderRules,
+        slots: threading.BoundedSemaphore,
+    ) -> None:
+        self.provider = provider
+        self.rules = rules
+        self.concurrency = cfg.concurrency_of(provider)
+        self.adapter = providers.build(provider, self.concurrency)
+        self.limiter = pacing.RateLimiter(provider.rate_limit)
+        self.hold = pacing.Hold()
+        self._slots = slots
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            self.concurrency, f"ordermon-{provider.name}"
+        )
+        # Claim no more than this lane can finish within the lease, even if every request
+        # takes its full timeout and waits for the rate limit.
+        lease = cfg.sweep.lease.total_seconds()
+        requests = self.concurrency * lease / provider.timeout
+        if provider.rate_limit is not None:
+            requests = min(requests, provider.rate_limit * lease * 0.8)
+        self.capacity = max(int(requests) * provider.batch_size, 1)
+        self.outstanding = 0  # claimed orders whose answers are not recorded yet
+        self.open = True  # may claim more in this sweep
+        self.probing = False  # sending the one probe that decides whether it is back
+        self.healthy_reported = False
+        self.credential_failures = 0
+        self.credential_message = ""
+        self.paused_note: str | None = None
+
+    def wants(self, batch_size: int) -> int:
+        """How many more orders to claim now: enough to keep every worker busy, no more."""
+        if not self.open:
+            return 0
+        if self.probing:
+            return 1 if self.outstanding == 0 else 0
+        if self.outstanding >= self.concurrency * self.provider.batch_size:
+            return 0
+        return max(min(batch_size, self.capacity - self.outstanding), 0)
+
+    def submit(
+        self, references: Sequence[str]
+    ) -> list[tuple[list[str], "concurrent.futures.Future[Result]"]]:
+        return [
+            (group, self._executor.submit(self._send, group))
+            for group in self.adapter.plan(references)
+        ]
+
+    def _send(self, group: list[str]) -> Result:
+        """Runs in a worker thread. The rate limit counts at send time."""
+        started = time.monotonic()
+        try:
+            held = self._held(group)
+            if held is not None:
+                return held
+            with self._slots:
+                self.limiter.wait()
+                return self._held(group) or self.adapter.check(group)
+        except Exception as exc:  # adapters never raise; a bug must not lose the sweep
+            log.exception("provider adapter failed")
+            failure = base.Check(
+                base.error(f"internal error ({type(exc).__name__})"),
+                latency_ms=int((time.monotonic() - started) * 1000),
+            )
+            return dict.fromkeys(group, failure)
+
+    def _held(self, group: list[str]) -> Result | None:
+        wait = self.hold.remaining()
+        if wait <= 0:
+            return None
+        deferred = base.Check(
+            base.error(f"not sent: {self.hold.reason}"),
+            latency_ms=0,
+            retry_after=wait,
+            trouble=base.Trouble.THROTTLED,
+            sent=False,
+        )
+        return dict.fromkeys(group, deferred)
+
+    def close(self, wait: bool) -> None:
+        self._executor.shutdown(wait=wait, cancel_futures=True)
+        self.adapter.close()
