@@ -140,6 +140,8 @@ def sweep(
         options = sweeps.Options(limit=limit, provider_names=tuple(provider or ()))
         with _connect(cfg.database_url) as conn:
             report = sweeps.run(conn, cfg, options, on_result=on_result)
+    for problem in report.problems:  # one line per provider and run: cron mails it
+        sys.stderr.write(f"ordermon: warning: {problem}\n")
     if as_json:
         from ordermon import render
 
@@ -171,6 +173,37 @@ def check(
         render.print_json(result.as_dict())
     else:
         render.check_result(result.as_dict())
+
+
+@app.command("providers")
+def providers_(
+    config_path: ConfigOption = None,
+    probe: Annotated[
+        bool, typer.Option("--probe", help="Send each provider one harmless check.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List the configured providers: kind, address, limits, pause state, recent errors."""
+    from ordermon import render, roster, sweep
+
+    with _expected_failures():
+        cfg = _load_config(config_path)
+        try:
+            conn: db.Connection | None = _connect(cfg.database_url)
+        except errors.DatabaseError as exc:
+            sys.stderr.write(f"ordermon: {exc} (showing the configuration only)\n")
+            conn = None
+        try:
+            listing = roster.rows(cfg, conn, sweep.utc_now(), probe=probe)
+        finally:
+            if conn is not None:
+                conn.close()
+    if as_json:
+        render.print_json([row.as_dict() for row in listing])
+    else:
+        render.provider_table([row.as_dict() for row in listing])
+    if probe and not all(row.probe_ok for row in listing):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -50,3 +50,32 @@ def check_result(result: dict[str, Any]) -> None:
 
 def attempt_line(order_id: str, provider: str, outcome: str, applied: str, message: str) -> str:
     return f"{order_id} {provider}: {outcome} -> {applied}" + (f" ({message})" if message else "")
+
+
+def provider_table(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="providers")
+    for column in ("name", "kind", "base URL", "limits", "state", "last hour", "probe"):
+        table.add_column(column)
+    for row in rows:
+        limits = row["limits"]
+        rate = (
+            f"{limits['rate_limit_per_s']:g}/s" if limits["rate_limit_per_s"] else "no rate limit"
+        )
+        checks = row["checks_last_hour"]
+        hour = (
+            "-" if checks is None else f"{checks} checks, {row['error_rate_last_hour']:.0%} errors"
+        )
+        table.add_row(
+            row["name"],
+            row["kind"],
+            row["base_url"],
+            f"timeout {limits['timeout_s']:g}s, {limits['max_concurrency']} in flight, {rate}, "
+            f"batch {limits['batch_size']}",
+            row["state"],
+            hour,
+            row["probe"] or "",
+        )
+    Console().print(table)

@@ -1,23 +1,22 @@
-"""A provider simulator: a real HTTP server on 127.0.0.1 speaking the znet protocol byte for
-byte (see shared/providers.md), with each order's fate scripted.
+"""A provider simulator: a real HTTP server on 127.0.0.1 (threaded, keep-alive) speaking every
+provider kind of shared/providers.md byte for byte, with each order's fate scripted.
 
 Used by the tests, the demo and the benchmarks, so all three exercise the production parsing
 code over real sockets. A script is a list of steps, one per request about that reference; the
-last step repeats. Steps:
+last step repeats. Answers (each kind renders them in its own words):
 
-    processing            OK|1| - |İşlem bekleniyor     (processing-blank: a blank PIN field)
-    completed[:PIN]       OK|2|PIN|Teslim edildi        (no PIN: the '-' placeholder)
-    failed                OK|3| |İptal edildi
-    unknown               OK|7| |... (a status word ordermon does not know)
-    request_error         3|Hatalı istek
-    empty                 an empty body (what znet says to a wrong dealer code or IP)
-    garbage               an HTML error page with status 200
-    http500               HTTP 500
-    429:N, 503:N          that status with Retry-After: N seconds
-    hang:S                wait S seconds, then answer processing (for timeouts)
-    slow:S:STEP           wait S seconds, then answer STEP
-    raw:TEXT              exactly TEXT
-    STEP*N                the step N times
+    processing  completed[:PIN]  failed  unknown  word:WORD  missing (left out of the reply)
+    processing-blank (znet: a blank PIN field)
+
+Request-level faults (the whole reply, whatever else the request asked about):
+
+    http500  401  429:N  503:N (Retry-After: N)  garbage (an HTML page)  empty  truncated
+    badutf8  huge (10 MB)  endless (never finishes)  request_error (znet 3|...)  raw:TEXT
+    hang:S (answer processing after S seconds)  slow:S:STEP (STEP after S seconds)
+    STEP*N repeats a step N times.
+
+Paths: ``/servis/pin_kontrol.php`` (znet), ``/client/api/check`` (barakat and apstore; internal
+when ``X-Tenant-Host`` is sent), ``/json/orders/{reference}`` (the generic json kind).
 """
 
 import collections
@@ -29,23 +28,24 @@ import time
 import urllib.parse
 from typing import Any
 
+from ordermon import simulator_replies as replies
+
 ZNET_PATH = "/servis/pin_kontrol.php"
+CHECK_PATH = "/client/api/check"
+JSON_PREFIX = "/json/orders/"
 
 
 @dataclasses.dataclass(frozen=True)
 class Request:
+    kind: str
     path: str
-    reference: str | None
+    references: tuple[str, ...]
     kod: str | None
     at: float
 
-
-@dataclasses.dataclass(frozen=True)
-class Reply:
-    status: int
-    body: bytes
-    headers: tuple[tuple[str, str], ...] = ()
-    delay: float = 0.0
+    @property
+    def reference(self) -> str | None:
+        return self.references[0] if self.references else None
 
 
 def expand(steps: tuple[str, ...] | list[str]) -> list[str]:
@@ -60,40 +60,8 @@ def expand(steps: tuple[str, ...] | list[str]) -> list[str]:
     return out
 
 
-def znet_reply(step: str) -> Reply:
-    """The bytes a znet panel sends for one scripted step."""
-    name, _, argument = step.partition(":")
-    text: str | None = {
-        "processing": "OK|1| - |İşlem bekleniyor",
-        "processing-blank": "OK|1| |İşlem bekleniyor",
-        "failed": "OK|3| |İptal edildi",
-        "unknown": "OK|7| |Bilinmeyen durum",
-        "request_error": "3|Hatalı istek",
-        "empty": "",
-    }.get(name)
-    if text is not None:
-        return Reply(200, text.encode())
-    if name == "completed":
-        return Reply(200, f"OK|2|{argument or ' - '}|Teslim edildi".encode())
-    if name == "garbage":
-        return Reply(200, b"<html><body><h1>502 Bad Gateway</h1></body></html>")
-    if name == "http500":
-        return Reply(500, b"Internal Server Error")
-    if name in ("429", "503"):
-        return Reply(int(name), b"slow down", (("Retry-After", argument or "60"),))
-    if name == "slow":
-        seconds, _, rest = argument.partition(":")
-        inner = znet_reply(rest)
-        return dataclasses.replace(inner, delay=inner.delay + float(seconds))
-    if name == "hang":
-        return Reply(200, "OK|1| - |İşlem bekleniyor".encode(), delay=float(argument or 30))
-    if name == "raw":
-        return Reply(200, argument.encode())
-    raise ValueError(f"unknown simulator step {step!r}")
-
-
 class Simulator:
-    """Start with ``with Simulator() as sim:``; ``sim.url`` is the provider's base_url."""
+    """Start with ``with Simulator() as sim:``; ``sim.url`` is the providers' base_url."""
 
     def __init__(
         self,
@@ -102,11 +70,13 @@ class Simulator:
         default: tuple[str, ...] = ("processing",),
         kod: str | None = None,
         sifre: str | None = None,
+        token: str | None = None,
         port: int = 0,
     ) -> None:
         self.latency = latency
         self.default = expand(default)
-        self.kod, self.sifre = kod, sifre
+        self.kod, self.sifre, self.token = kod, sifre, token
+        self.extra_items = False  # batch replies also carry an order nobody asked about
         self.requests: list[Request] = []
         self._scripts: dict[str, list[str]] = {}
         self._served: collections.Counter[str] = collections.Counter()
@@ -136,41 +106,96 @@ class Simulator:
 
     def script(self, reference: str, *steps: str) -> None:
         """Script the replies about ``reference``, one step per request; the last repeats."""
-        for step in expand(steps):
-            znet_reply(step)  # fail early on a typo
+        expanded = expand(steps)
+        replies.validate(expanded)
         with self._lock:
-            self._scripts[reference] = expand(steps)
+            self._scripts[reference] = expanded
             self._served[reference] = 0
 
     def count(self, reference: str) -> int:
         """How many requests asked about ``reference``."""
         with self._lock:
-            return sum(1 for r in self.requests if r.reference == reference)
+            return sum(1 for r in self.requests if reference in r.references)
 
     def counts(self) -> collections.Counter[str]:
+        """Requests per reference."""
         with self._lock:
-            return collections.Counter(r.reference for r in self.requests if r.reference)
+            return collections.Counter(ref for r in self.requests for ref in r.references)
 
-    def next_step(self, reference: str) -> str:
+    def count_kind(self, kind: str) -> int:
+        """Requests received by one kind of provider."""
         with self._lock:
-            steps = self._scripts.get(reference, self.default)
-            served = self._served[reference]
-            self._served[reference] = served + 1
-            return steps[min(served, len(steps) - 1)]
+            return sum(1 for r in self.requests if r.kind == kind)
 
-    def answer(self, path: str, query: dict[str, str]) -> Reply:
+    def _next_step(self, reference: str) -> str:
+        steps = self._scripts.get(reference, self.default)
+        served = self._served[reference]
+        self._served[reference] = served + 1
+        return steps[min(served, len(steps) - 1)]
+
+    def answer(self, path: str, query: dict[str, str], headers: Any) -> replies.Reply:
+        kind, references = _identify(path, query, headers)
+        with self._lock:
+            self.requests.append(
+                Request(kind, path, tuple(references), query.get("kod"), time.time())
+            )
+            steps = {ref: self._next_step(ref) for ref in references}
+        if kind == "unknown":
+            return replies.Reply(404, b"not found", content_type="text/plain")
+        refused = self._refused(kind, query, headers)
+        if refused is not None:
+            return refused
+        delay = 0.0
+        for ref, step in list(steps.items()):
+            name, argument = replies.split(step)
+            if name == "hang":
+                delay, steps[ref] = max(delay, float(argument or 30)), "processing"
+            elif name == "slow" and not replies.is_fault(argument.partition(":")[2]):
+                seconds, _, inner = argument.partition(":")
+                delay, steps[ref] = max(delay, float(seconds)), inner
+        reply = self._render(kind, steps, query)
+        return dataclasses.replace(reply, delay=reply.delay + delay)
+
+    def _refused(self, kind: str, query: dict[str, str], headers: Any) -> replies.Reply | None:
+        if kind == "znet":
+            if (self.kod and query.get("kod") != self.kod) or (
+                self.sifre and query.get("sifre") != self.sifre
+            ):
+                return replies.Reply(200, b"")  # what a real panel says to a stranger
+            return None
+        if self.token and headers.get("api-token") != self.token and kind != "json":
+            return replies.fault("401", kind)
+        if kind == "json" and self.token and headers.get("Authorization") != f"Bearer {self.token}":
+            return replies.fault("401", kind)
+        return None
+
+    def _render(self, kind: str, steps: dict[str, str], query: dict[str, str]) -> replies.Reply:
+        for step in steps.values():
+            if replies.is_fault(step):
+                return replies.fault(step, kind)
+        if kind == "znet":
+            if not steps:
+                return replies.fault("request_error", kind)
+            return replies.znet(next(iter(steps.values())))
+        if kind == "internal":
+            return replies.internal(steps, self.extra_items)
+        if kind == "json":
+            return replies.generic(next(iter(steps.values())))
+        return replies.barakat(steps, query.get("uuid") == "1", self.extra_items)
+
+
+def _identify(path: str, query: dict[str, str], headers: Any) -> tuple[str, list[str]]:
+    if path == ZNET_PATH:
         reference = query.get("tahsilat_api_islem_id")
-        with self._lock:
-            self.requests.append(Request(path, reference, query.get("kod"), time.time()))
-        if path != ZNET_PATH:
-            return Reply(404, b"not found")
-        if (self.kod and query.get("kod") != self.kod) or (
-            self.sifre and query.get("sifre") != self.sifre
-        ):
-            return Reply(200, b"")  # what a real panel says to a wrong dealer or password
-        if not reference:
-            return Reply(200, "3|Hatalı istek".encode())
-        return znet_reply(self.next_step(reference))
+        return "znet", [reference] if reference else []
+    if path == CHECK_PATH:
+        raw = query.get("orders", "")
+        if headers.get("X-Tenant-Host"):
+            return "internal", [r for r in raw.split(",") if r]
+        return "barakat", [r.strip() for r in raw.strip("[]").split(",") if r.strip()]
+    if path.startswith(JSON_PREFIX):
+        return "json", [urllib.parse.unquote(path[len(JSON_PREFIX) :])]
+    return "unknown", []
 
 
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -190,20 +215,34 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         parsed = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
         simulator = self.server.simulator
-        reply = simulator.answer(parsed.path, query)
+        reply = simulator.answer(parsed.path, query, self.headers)
         pause = simulator.latency + reply.delay
         if pause:
             time.sleep(pause)
         try:
             self.send_response(reply.status)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(reply.body)))
+            self.send_header("Content-Type", reply.content_type)
+            length = 10**12 if reply.endless else len(reply.body)
+            self.send_header("Content-Length", str(length))
             for name, value in reply.headers:
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(reply.body)
+            if reply.endless:
+                self._trickle()
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test); nothing to tell it
+
+    do_POST = do_GET
+
+    def _trickle(self) -> None:
+        """A reply that never ends: a byte now and then, for at most two minutes."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            self.wfile.write(b"x")
+            self.wfile.flush()
+            time.sleep(0.05)
+        self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

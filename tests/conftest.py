@@ -228,3 +228,28 @@ class FakeClock:
     def advance(self, seconds: float) -> dt.datetime:
         self.now += dt.timedelta(seconds=seconds)
         return self.now
+
+
+TOKEN = "tok-3f9a1c-secret"
+
+
+def provider_doc(kind: str, sim_url: str, **extra: Any) -> dict[str, Any]:
+    """A provider of ``kind`` pointing at the simulator, named after its kind."""
+    doc: dict[str, Any] = {"id": f"{kind}-id", "name": kind, "kind": kind, "timeout": "5s"}
+    if kind == "znet":
+        doc.update(base_url=sim_url, kod=KOD, sifre=SIFRE)
+    elif kind in ("barakat", "apstore"):
+        doc.update(base_url=sim_url, token=TOKEN)
+    elif kind == "internal":
+        doc.update(base_url=sim_url, token=TOKEN, tenant_host="sister.example")
+    elif kind == "json":
+        doc.update(
+            url=sim_url + "/json/orders/{reference}",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            status_path="result.state",
+            pin_path="result.code",
+            message_path="result.info",
+            statuses={"DELIVERED": "completed", "CANCELLED": "failed", "IN_PROGRESS": "processing"},
+        )
+    doc.update(extra)
+    return doc

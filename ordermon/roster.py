@@ -1,0 +1,95 @@
+"""`ordermon providers`: each configured provider with its kind, address (no secrets),
+limits, pause state and recent error rate; ``--probe`` sends each one harmless request."""
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from ordermon import config, db, health, providers
+from ordermon.providers import base
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    name: str
+    kind: str
+    base_url: str
+    limits: dict[str, Any]
+    state: str
+    checks_last_hour: int | None
+    error_rate_last_hour: float | None
+    probe: str | None = None
+    probe_ok: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def rows(
+    cfg: config.Config, conn: db.Connection | None, now: dt.datetime, *, probe: bool = False
+) -> list[Row]:
+    states = health.load(conn, [p.id for p in cfg.providers]) if conn is not None else {}
+    rates = _error_rates(conn, now) if conn is not None else {}
+    result = []
+    for provider in cfg.providers:
+        redact = base.Redactor(provider.secrets)
+        checks, errors_ = rates.get(provider.id, (0, 0)) if conn is not None else (None, None)
+        probe_text, probe_ok = _probe(cfg, provider) if probe else (None, None)
+        result.append(
+            Row(
+                name=provider.name,
+                kind=provider.kind,
+                base_url=redact(db.redact_url(provider.base_url)),
+                limits={
+                    "timeout_s": provider.timeout,
+                    "max_concurrency": cfg.concurrency_of(provider),
+                    "rate_limit_per_s": provider.rate_limit,
+                    "batch_size": provider.batch_size,
+                },
+                state=_state(states.get(provider.id), now) if conn is not None else "unknown",
+                checks_last_hour=checks,
+                error_rate_last_hour=(errors_ / checks if checks else 0.0)
+                if checks is not None and errors_ is not None
+                else None,
+                probe=probe_text,
+                probe_ok=probe_ok,
+            )
+        )
+    return result
+
+
+def _state(state: health.State | None, now: dt.datetime) -> str:
+    if state is None:
+        return "ok"
+    if state.paused(now):
+        assert state.paused_until is not None
+        return f"paused until {state.paused_until:%Y-%m-%d %H:%M:%S} UTC ({state.reason})"
+    if state.needs_probe(now):
+        return "cool-down over: the next sweep probes it"
+    if state.failures:
+        return f"ok, {state.failures} failure(s) in a row"
+    return "ok"
+
+
+def _error_rates(conn: db.Connection, now: dt.datetime) -> dict[str, tuple[int, int]]:
+    rows_ = conn.execute(
+        """SELECT provider_id, count(*) AS checks,
+                  count(*) FILTER (WHERE outcome = 'error') AS errors
+           FROM ordermon_attempts WHERE checked_at > %(since)s GROUP BY provider_id""",
+        {"since": now - dt.timedelta(hours=1)},
+    )
+    return {r["provider_id"]: (r["checks"], r["errors"]) for r in rows_}
+
+
+def _probe(cfg: config.Config, provider: Any) -> tuple[str, bool]:
+    adapter = providers.build(provider, 1)
+    try:
+        check = adapter.probe()
+    finally:
+        adapter.close()
+    status = f"HTTP {check.http_status}" if check.http_status else "no reply"
+    if check.trouble is base.Trouble.CREDENTIALS:
+        return f"credentials refused ({status}): {check.answer.message or ''}".strip(), False
+    if check.trouble is not None:
+        return f"{check.trouble} problem ({status}): {check.answer.message or ''}".strip(), False
+    return f"reachable, credentials accepted ({status} in {check.latency_ms} ms)", True
