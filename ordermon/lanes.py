@@ -74,7 +74,9 @@ class Lane:
                 return held
             with self._slots:
                 self.limiter.wait()
-                return self._held(group) or self.adapter.check(group)
+                checks = self._held(group) or self.adapter.check(group)
+            self._slow_down_if_asked(checks)
+            return checks
         except Exception as exc:  # adapters never raise; a bug must not lose the sweep
             log.exception("provider adapter failed")
             failure = base.Check(
@@ -82,6 +84,16 @@ class Lane:
                 latency_ms=int((time.monotonic() - started) * 1000),
             )
             return dict.fromkeys(group, failure)
+
+    def _slow_down_if_asked(self, checks: Result) -> None:
+        """A 429 holds this provider at once, in the worker that saw it, before the other
+        workers send more."""
+        throttled = next(
+            (c for c in checks.values() if c.sent and c.trouble is base.Trouble.THROTTLED), None
+        )
+        if throttled is not None:
+            self.hold.hold(throttled.retry_after or 60.0, "the provider asked to slow down")
+            self.limiter.slow_down()
 
     def _held(self, group: list[str]) -> Result | None:
         wait = self.hold.remaining()

@@ -271,9 +271,7 @@ class _Sweeper:
         now = self.clock()
         provider = lane.provider
         if check.trouble is base.Trouble.THROTTLED:
-            wait = check.retry_after or 60.0
-            lane.hold.hold(wait, "the provider asked to slow down")
-            lane.limiter.slow_down()
+            wait = check.retry_after or 60.0  # the lane already holds; now tell other sweeps
             health.held(self.conn, provider.id, now + dt.timedelta(seconds=wait), "throttled")
             return
         if check.trouble is None:

@@ -158,6 +158,7 @@ def fetch(
 ) -> Reply:
     """One request; the whole exchange, not just each read, ends after ``timeout`` seconds."""
     import requests
+    import urllib3.exceptions
 
     started = time.monotonic()
     try:
@@ -166,7 +167,12 @@ def fetch(
         ) as response:
             body = bytearray()
             truncated = False
-            for chunk in response.iter_content(chunk_size=16384):
+            while True:
+                # read1 returns whatever has arrived, so a reply that trickles in forever is
+                # caught by the deadline below (read() would wait for a full buffer first).
+                chunk = response.raw.read1(16384, decode_content=True)
+                if not chunk:
+                    break
                 body += chunk
                 if len(body) > max_bytes:
                     truncated = True
@@ -175,11 +181,11 @@ def fetch(
                     raise TransportError(f"no complete reply within {timeout:g}s")
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             return Reply(response.status_code, bytes(body[:max_bytes]), retry_after, truncated)
-    except requests.Timeout:
+    except (requests.Timeout, urllib3.exceptions.TimeoutError):
         raise TransportError(f"timed out after {timeout:g}s") from None
     except requests.ConnectionError as exc:
         raise TransportError(_connection_reason(exc)) from None
-    except requests.RequestException as exc:
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
         raise TransportError(f"request failed ({type(exc).__name__})") from None
 
 
