@@ -26,8 +26,11 @@ def _doc(**overrides: Any) -> dict[str, Any]:
 
 def test_example_config_loads() -> None:
     """config.example.yaml documents every key and stays loadable."""
-    cfg = config.load(ROOT / "config.example.yaml", {"ALAYA_SIFRE": "x"})
-    assert cfg.providers[0].kind == "znet"
+    env = {"ALAYA_SIFRE": "x", "BARAKAT_TOKEN": "b", "SISTER_TOKEN": "s", "GIFTCARDS_TOKEN": "g"}
+    cfg = config.load(ROOT / "config.example.yaml", env)
+    assert [p.kind for p in cfg.providers] == ["znet", "barakat", "internal", "json"]
+    assert cfg.providers[0].rate_limit == 10.0
+    assert cfg.providers[1].rate_limit == 5.0 and cfg.providers[1].batch_size == 50
     assert cfg.providers[0].policy.max_delay == dt.timedelta(minutes=5)
     assert cfg.providers[0].policy.base_delay == dt.timedelta(seconds=30)
     assert cfg.sweep.lease == dt.timedelta(minutes=5)
@@ -160,3 +163,51 @@ def test_file_errors(tmp_path: Path) -> None:
     good.write_text(yaml.safe_dump(_doc()))
     assert config.find_path(None, {"ORDERMON_CONFIG": str(good)}) == good
     assert config.find_path(good, {}) == good
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "value", "expected"),
+    [
+        ("znet", "rate_limit", "fast", "providers[0].rate_limit: expected a rate like 10/s"),
+        ("znet", "rate_limit", "0/s", "providers[0].rate_limit: expected a rate"),
+        ("znet", "batch_size", 5, "providers[0].batch_size: must be at most 1"),
+        ("internal", "batch_size", 51, "providers[0].batch_size: must be at most 50"),
+        ("barakat", "max_concurrency", 0, "providers[0].max_concurrency: must be at least 1"),
+        ("barakat", "pause", {"after_failures": 0}, "providers[0].pause.after_failures: must"),
+        ("barakat", "pause", {"cooldown": "x"}, "providers[0].pause.cooldown: expected a dur"),
+        (
+            "barakat",
+            "pause",
+            {"cooldown": "1h", "max_cooldown": "1m"},
+            "providers[0].pause.max_cooldown: must not be shorter",
+        ),
+        ("barakat", "proxy", "proxy.local", "providers[0].proxy: expected an http"),
+        ("barakat", "token", None, "providers[0].token: required"),
+        ("internal", "tenant_host", None, "providers[0].tenant_host: required"),
+        ("json", "url", "https://x.example/orders", "providers[0].url: must contain {reference}"),
+        ("json", "statuses", {"OK": "done"}, "providers[0].statuses.OK: expected one of"),
+        ("json", "statuses", {}, "providers[0].statuses: map at least one"),
+        ("json", "method", "DELETE", "providers[0].method: expected one of GET, POST"),
+        ("json", "status_path", None, "providers[0].status_path: required"),
+        ("json", "headers", ["x"], "providers[0].headers: expected a mapping"),
+    ],
+)
+def test_kind_keys_name_themselves(kind: str, key: str, value: object, expected: str) -> None:
+    """Each kind's own keys and the shared limits are validated with their key path."""
+    from tests.conftest import provider_doc
+
+    document = _doc(providers=[provider_doc(kind, "http://127.0.0.1:9")])
+    document["providers"][0][key] = value
+    assert expected in _error(document)
+
+
+def test_substituted_values_are_secrets() -> None:
+    """Every ${VAR} value in a provider (a URL key, a header) is redacted like a password."""
+    from tests.conftest import provider_doc
+
+    doc = provider_doc("json", "http://127.0.0.1:9")
+    doc["url"] = "http://127.0.0.1:9/orders/{reference}?key=${API_KEY}"
+    doc["headers"] = {"X-Key": "${HEADER_KEY}"}
+    cfg = config.parse(_doc(providers=[doc]), {"API_KEY": "k-123456", "HEADER_KEY": "h-654321"})
+    assert {"k-123456", "h-654321"} <= set(cfg.providers[0].secrets)
+    assert "k-123456" not in repr(cfg) and "h-654321" not in repr(cfg)
