@@ -126,9 +126,10 @@ def sweep(
         from ordermon import render
 
         def on_result(claim: "store.Claim", check: "base.Check", applied: str) -> None:
+            provider = cfg.provider_by_id(claim.provider_id)
             line = render.attempt_line(
                 str(claim.order_id),
-                claim.provider_id,
+                provider.name if provider else claim.provider_id,
                 str(check.answer.outcome),
                 applied,
                 check.answer.message or "",

@@ -1,6 +1,7 @@
 """Every provider kind against the simulator: each reply variant maps to the right outcome and
 the right product_orders columns."""
 
+import json
 import uuid
 from typing import Any
 
@@ -163,3 +164,81 @@ def test_request_faults_are_errors(conn: db.Connection, db_url: str, kind: str, 
         assert (row["status"], row["externalStatus"]) == ("pending", "sent")
         attempt = conn.execute("SELECT outcome, message FROM ordermon_attempts").fetchone()
         assert attempt is not None and attempt["outcome"] == "error"
+
+
+def _one(item: dict[str, Any], ref: str = "67890") -> Any:
+    from ordermon.providers import barakat
+
+    body = json.dumps({"status": "OK", "data": [item]}).encode()
+    return barakat.parse(200, body, [ref])[ref]
+
+
+@pytest.mark.parametrize(
+    ("item", "outcome", "pin", "message"),
+    [
+        (
+            {
+                "order_id": "67890",
+                "status": "accept",
+                "pin": "ABC123",
+                "note": "n",
+                "replay_api": ["", "done it"],
+            },
+            "completed",
+            "ABC123",
+            "done it",
+        ),
+        ({"order_id": 67890, "state": "SUCCESS", "code": 555}, "completed", "555", None),
+        (
+            {"order_id": "67890", "orderStatus": "done", "voucher": " V-1 "},
+            "completed",
+            "V-1",
+            None,
+        ),
+        (
+            {"order_id": "67890", "status": "ok", "pin": "", "serial": "S-9"},
+            "completed",
+            "S-9",
+            None,
+        ),
+        ({"order_id": "67890", "status": "complete", "pin": " - "}, "completed", None, None),
+        (
+            {"order_id": "67890", "status": None, "state": "canceled", "message": "m"},
+            "failed",
+            None,
+            "m",
+        ),
+        ({"order_id": "67890", "status": "fail", "desc": "d"}, "failed", None, "d"),
+        ({"order_id": "67890", "status": "inprogress", "text": "t"}, "processing", None, "t"),
+        ({"order_id": "67890", "status": "queue"}, "processing", None, None),
+        ({"order_id": "67890", "status": "accepted"}, "error", None, "unknown status 'accepted'"),
+        ({"order_id": "67890"}, "error", None, "unknown status 'none'"),
+        (
+            {"order_id": "11111", "status": "accept"},
+            "error",
+            None,
+            "missing from the provider's reply",
+        ),
+    ],
+)
+def test_barakat_reply_rules(
+    item: dict[str, Any], outcome: str, pin: str | None, message: str | None
+) -> None:
+    """The status, PIN and message rules of providers.md, one by one."""
+    answer = _one(item)
+    assert (str(answer.outcome), answer.pin, answer.message) == (outcome, pin, message)
+
+
+def test_barakat_request_level_errors() -> None:
+    """A non-OK top-level status, a non-JSON body or an HTTP error fails every order's check."""
+    from ordermon.providers import barakat
+
+    refs = ["1", "2"]
+    for status, body in [
+        (200, b'{"status": "ERROR", "data": []}'),
+        (200, b"<html>"),
+        (502, b'{"status": "OK", "data": []}'),
+        (200, b'{"status": "OK"}'),
+    ]:
+        answers = barakat.parse(status, body, refs)
+        assert {str(a.outcome) for a in answers.values()} == {"error"}
