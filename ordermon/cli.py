@@ -18,7 +18,10 @@ import typer
 from ordermon import errors
 
 if TYPE_CHECKING:
+    import threading
+
     from ordermon import config, db, store
+    from ordermon import sweep as sweeps
     from ordermon.providers import base
 
 app = typer.Typer(
@@ -61,12 +64,16 @@ def _expected_failures() -> Iterator[None]:
         _fail(exc)
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(verbose: bool, quiet: bool = False, log_format: str = "text") -> None:
+    level = logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        from ordermon import render
+
+        handler.setFormatter(render.JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def _load_config(path: Path | None) -> "config.Config":
@@ -114,43 +121,104 @@ def sweep(
         list[str] | None,
         typer.Option("--provider", help="Only this provider (by name); repeatable."),
     ] = None,
+    every: Annotated[
+        str | None,
+        typer.Option("--every", help="Loop mode: sweep every DURATION (e.g. 60s) until stopped."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say what happened.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="text, or json: one JSON object per line on stderr.")
+    ] = "text",
     as_json: JsonOption = False,
 ) -> None:
     """Enrol new dispatches, check the orders that are due, record what providers say."""
+    import functools
+
+    from ordermon import config, runner
     from ordermon import sweep as sweeps
 
-    _setup_logging(verbose)
-    on_result = None
-    if verbose:
+    if log_format not in ("text", "json"):
+        _fail(errors.UsageError(f"--log-format: expected text or json, got {log_format!r}"))
+    _setup_logging(verbose, quiet, log_format)
+    with _expected_failures():
+        cfg = _load_config(config_path)
+        options = sweeps.Options(limit=limit, provider_names=tuple(provider or ()))
+        sweeps.selected_providers(cfg, options.provider_names)  # a bad --provider fails now
+        interval = config.parse_duration(every, "--every") if every is not None else None
+        if interval is not None and interval.total_seconds() <= 0:
+            raise errors.UsageError("--every: must be longer than 0s")
+        stop = _stop_on_signals()
+        on_result = _result_printer(cfg) if verbose and not quiet else None
+        emit = functools.partial(
+            _emit, as_json=as_json, verbose=verbose, quiet=quiet, log_format=log_format
+        )
+        if interval is not None:
+            runner.loop(cfg, options, interval, stop, emit, on_result=on_result)
+            return
+        show_progress = sys.stdout.isatty() and not (quiet or as_json or verbose)
         from ordermon import render
 
-        def on_result(claim: "store.Claim", check: "base.Check", applied: str) -> None:
-            provider = cfg.provider_by_id(claim.provider_id)
-            line = render.attempt_line(
+        with render.progress(enabled=show_progress) as progress:
+            report = runner.once(cfg, options, stop=stop, on_result=on_result, progress=progress)
+    emit(report)
+
+
+def _stop_on_signals() -> "threading.Event":
+    """SIGTERM or SIGINT: claim nothing more, finish the calls in flight, record, exit.
+    A second signal stops at once."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise SystemExit(128 + signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _result_printer(cfg: "config.Config") -> "sweeps.OnResult":
+    from ordermon import render
+
+    def on_result(claim: "store.Claim", check: "base.Check", applied: str) -> None:
+        provider = cfg.provider_by_id(claim.provider_id)
+        typer.echo(
+            render.attempt_line(
                 str(claim.order_id),
                 provider.name if provider else claim.provider_id,
                 str(check.answer.outcome),
                 applied,
                 check.answer.message or "",
             )
-            typer.echo(line)
+        )
 
-    with _expected_failures():
-        cfg = _load_config(config_path)
-        options = sweeps.Options(limit=limit, provider_names=tuple(provider or ()))
-        with _connect(cfg.database_url) as conn:
-            report = sweeps.run(conn, cfg, options, on_result=on_result)
-    for problem in report.problems:  # one line per provider and run: cron mails it
-        sys.stderr.write(f"ordermon: warning: {problem}\n")
+    return on_result
+
+
+def _emit(
+    report: "sweeps.Report", *, as_json: bool, verbose: bool, quiet: bool, log_format: str
+) -> None:
+    """What a finished sweep prints: nothing on success without a terminal, unless asked."""
+    import json
+
+    from ordermon import render
+
+    data = report.as_dict()
+    if log_format == "json":
+        sys.stderr.write(json.dumps({"event": "sweep", **data}, default=str) + "\n")
+    elif not quiet:
+        for problem in report.problems:  # one line per provider and run: cron mails it
+            sys.stderr.write(f"ordermon: warning: {problem}\n")
     if as_json:
-        from ordermon import render
-
-        render.print_json(report.as_dict())
-    elif verbose or sys.stdout.isatty():
-        from ordermon import render
-
-        typer.echo(render.sweep_summary(report.as_dict()))
+        render.print_json(data)
+    elif not quiet and (verbose or sys.stdout.isatty()):
+        typer.echo(render.sweep_summary(data))
+    sys.stdout.flush()
 
 
 @app.command()
@@ -174,6 +242,95 @@ def check(
         render.print_json(result.as_dict())
     else:
         render.check_result(result.as_dict())
+
+
+@app.command()
+def status(
+    config_path: ConfigOption = None,
+    runs: Annotated[int, typer.Option("--runs", min=0, help="How many recent runs to list.")] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """The picture at a glance. Exits 3 when something needs a person."""
+    from ordermon import render, sweep
+    from ordermon import status as statuses
+
+    with _expected_failures():
+        cfg = _load_config(config_path)
+        with _connect(cfg.database_url) as conn:
+            sweep.require_schema(conn)
+            figures = statuses.gather(conn, cfg, sweep.utc_now(), runs=runs)
+    if as_json:
+        render.print_json(figures)
+    else:
+        render.status_view(figures)
+    if figures["attention"]:
+        raise typer.Exit(3)
+
+
+@app.command()
+def show(
+    order_id: Annotated[str, typer.Argument(help="The order's id (product_orders.id).")],
+    config_path: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One order: the columns that matter, its schedule, and every attempt."""
+    from ordermon import render, sweep, timeline
+
+    with _expected_failures():
+        cfg = _load_config(config_path)
+        with _connect(cfg.database_url) as conn:
+            sweep.require_schema(conn)
+            picture = timeline.gather(conn, cfg, order_id, sweep.utc_now())
+    if as_json:
+        render.print_json(picture)
+    else:
+        render.order_view(picture)
+
+
+@app.command()
+def requeue(
+    order_ids: Annotated[
+        list[str] | None, typer.Argument(help="Orders to requeue.", show_default=False)
+    ] = None,
+    config_path: ConfigOption = None,
+    expired: Annotated[bool, typer.Option("--expired", help="Every expired order.")] = False,
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="With --expired: only this provider.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Give expired or held orders a fresh schedule (attempts from zero, new deadline)."""
+    from ordermon import render, sweep
+    from ordermon import requeue as requeues
+
+    with _expected_failures():
+        if not order_ids and not expired:
+            raise errors.UsageError("name the ORDER_IDs to requeue, or use --expired")
+        if order_ids and expired:
+            raise errors.UsageError("give ORDER_IDs or --expired, not both")
+        cfg = _load_config(config_path)
+        with _connect(cfg.database_url) as conn:
+            sweep.require_schema(conn)
+            decisions = requeues.run(
+                conn,
+                cfg,
+                order_ids or [],
+                expired=expired,
+                provider_name=provider,
+                dry_run=dry_run,
+                now=sweep.utc_now(),
+            )
+    if as_json:
+        render.print_json([d.__dict__ for d in decisions])
+    else:
+        if not decisions:
+            typer.echo("nothing to requeue")
+        for decision in decisions:
+            mark = "ok" if decision.requeued else "refused"
+            typer.echo(f"{decision.order_id}: {mark}: {decision.why}")
+    if any(not d.requeued for d in decisions):
+        raise typer.Exit(1)
 
 
 @app.command("providers")

@@ -39,6 +39,10 @@ class Config:
     on_failed: str
     providers: tuple[provider_config.ProviderConfig, ...]
     source: Path | None = None
+    history_keep: dt.timedelta = dt.timedelta(days=30)
+    metrics_textfile: Path | None = None
+    ping_url: str | None = dataclasses.field(default=None, repr=False)
+    ping_timeout: float = 2.0
 
     def provider_by_id(self, provider_id: str) -> provider_config.ProviderConfig | None:
         return next((p for p in self.providers if p.id == provider_id), None)
@@ -87,7 +91,19 @@ def parse(document: Any, env: Mapping[str, str], source: Path | None = None) -> 
     """Validate an already parsed YAML document."""
     root = validate.mapping(document, "(top level)")
     validate.only_keys(
-        root, "", {"database", "timezone", "schedule", "sweep", "on_failed", "providers"}
+        root,
+        "",
+        {
+            "database",
+            "timezone",
+            "schedule",
+            "sweep",
+            "on_failed",
+            "providers",
+            "history",
+            "metrics",
+            "healthcheck",
+        },
     )
     read = validate.Reader(env)
     database = validate.mapping(root.get("database", {}), "database")
@@ -119,7 +135,33 @@ def parse(document: Any, env: Mapping[str, str], source: Path | None = None) -> 
                 f"sweep.lease ({sweep.lease.total_seconds():g}s); the lease must be at least "
                 "twice the longest provider timeout"
             )
-    return Config(url, timezone, policy, sweep, on_failed, providers, source)
+    history = validate.mapping(root.get("history", {}), "history")
+    validate.only_keys(history, "history", {"keep"})
+    metrics = validate.mapping(root.get("metrics", {}), "metrics")
+    validate.only_keys(metrics, "metrics", {"textfile"})
+    ping = validate.mapping(root.get("healthcheck", {}), "healthcheck")
+    validate.only_keys(ping, "healthcheck", {"ping_url", "timeout"})
+    ping_url = read.optional_string(ping.get("ping_url"), "healthcheck.ping_url")
+    if ping_url is not None and not ping_url.startswith(("http://", "https://")):
+        raise errors.ConfigError("healthcheck.ping_url: expected an http:// or https:// URL")
+    textfile = read.optional_string(metrics.get("textfile"), "metrics.textfile")
+    return Config(
+        url,
+        timezone,
+        policy,
+        sweep,
+        on_failed,
+        providers,
+        source,
+        history_keep=validate.positive_duration(
+            history.get("keep"), "history.keep", dt.timedelta(days=30)
+        ),
+        metrics_textfile=Path(textfile) if textfile else None,
+        ping_url=ping_url.rstrip("/") if ping_url else None,
+        ping_timeout=validate.positive_duration(
+            ping.get("timeout"), "healthcheck.timeout", dt.timedelta(seconds=2)
+        ).total_seconds(),
+    )
 
 
 def _sweep(document: Any) -> SweepConfig:

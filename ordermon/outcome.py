@@ -39,6 +39,8 @@ def record(conn: db.Connection, claim: store.Claim, check: base.Check, ctx: Cont
         try:
             with conn.transaction():
                 result = _apply(conn, claim, check, ctx)
+                if not check.sent:
+                    return result  # held back, nothing was asked: no attempt to show
                 store.insert_attempt(
                     conn,
                     claim,

@@ -359,3 +359,38 @@ def insert_attempt(
             "excerpt": excerpt,
         },
     )
+
+
+def prune(conn: db.Connection, before: dt.datetime, chunk: int = 5000, chunks: int = 20) -> int:
+    """Delete attempts and finished runs older than ``before``, a bounded chunk per statement
+    and at most ``chunks`` chunks per call, so no sweep stalls on a big backlog."""
+    deleted = 0
+    for query in (_PRUNE_ATTEMPTS, _PRUNE_RUNS):
+        for _ in range(chunks):
+            count = max(conn.execute(query, {"before": before, "chunk": chunk}).rowcount, 0)
+            deleted += count
+            if count < chunk:
+                break
+    return deleted
+
+
+_PRUNE_ATTEMPTS = """
+DELETE FROM ordermon_attempts WHERE id IN (
+    SELECT id FROM ordermon_attempts WHERE checked_at < %(before)s
+    ORDER BY checked_at LIMIT %(chunk)s)
+"""
+_PRUNE_RUNS = """
+DELETE FROM ordermon_runs WHERE id IN (
+    SELECT id FROM ordermon_runs WHERE started_at < %(before)s AND finished_at IS NOT NULL
+    ORDER BY started_at LIMIT %(chunk)s)
+"""
+
+
+def count_due(conn: db.Connection, provider_ids: list[str], now: dt.datetime) -> int:
+    """Orders due now (for a progress bar: only asked on a terminal)."""
+    row = conn.execute(
+        "SELECT count(*) AS n FROM ordermon_enrolments WHERE state = 'waiting' "
+        "AND next_check_at <= %(now)s AND provider_id = ANY(%(ids)s)",
+        {"now": now, "ids": provider_ids},
+    ).fetchone()
+    return int(row["n"]) if row else 0

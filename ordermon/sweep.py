@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from ordermon import (
     config,
@@ -46,6 +47,14 @@ class Options:
     provider_names: tuple[str, ...] = ()
 
 
+class Progress(Protocol):
+    """Told how much work a sweep found and how it advances (a progress bar on a terminal)."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, done: int) -> None: ...
+
+
 @dataclasses.dataclass
 class Report:
     run_id: int
@@ -53,6 +62,7 @@ class Report:
     stopped_by: str | None
     seconds: float
     problems: list[str] = dataclasses.field(default_factory=list)
+    pruned: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -60,6 +70,7 @@ class Report:
             "seconds": round(self.seconds, 3),
             "stopped_by": self.stopped_by,
             **self.counts,
+            "pruned": self.pruned,
             "problems": self.problems,
         }
 
@@ -106,8 +117,13 @@ def run(
     *,
     clock: Clock = utc_now,
     on_result: OnResult | None = None,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
 ) -> Report:
-    """Sweep once. ``conn`` is in autocommit mode; each step opens its own short transaction."""
+    """Sweep once. ``conn`` is in autocommit mode; each step opens its own short transaction.
+
+    Once ``stop`` is set (SIGTERM) no more orders are claimed; the calls in flight finish and
+    are recorded."""
     started = time.monotonic()
     require_schema(conn)
     chosen = selected_providers(cfg, options.provider_names)
@@ -125,7 +141,14 @@ def run(
             lanes.Lane(p, cfg, r, slots) for p, r in zip(chosen, provider_rules, strict=True)
         ]
         _open_lanes(conn, cfg, all_lanes, clock)
+        if progress is not None:
+            progress.start(
+                store.count_due(
+                    conn, [lane.provider.id for lane in all_lanes if lane.open], clock()
+                )
+            )
         sweeper = _Sweeper(conn, cfg, options, run_id, report, clock, started, on_result)
+        sweeper.stop, sweeper.progress = stop, progress
         try:
             report.stopped_by = sweeper.work(all_lanes)
         finally:
@@ -174,6 +197,8 @@ class _Sweeper:
         self.report, self.clock, self.started, self.on_result = report, clock, started, on_result
         self.counts = report.counts
         self.token = uuid.uuid4()
+        self.stop: threading.Event | None = None
+        self.progress: Progress | None = None
 
     def work(self, all_lanes: list[lanes.Lane]) -> str | None:
         limits = self.cfg.sweep
@@ -185,6 +210,8 @@ class _Sweeper:
                 return "time_limit"
             if claiming and elapsed >= limits.soft_time_limit.total_seconds():
                 claiming, stopped_by = False, "soft_time_limit"
+            if claiming and self.stop is not None and self.stop.is_set():
+                claiming, stopped_by = False, "signal"
             if claiming:
                 claiming = self._claim_more(all_lanes, in_flight)
             if not in_flight:
@@ -261,6 +288,8 @@ class _Sweeper:
                 self.counts["failed" if result in outcome.FAILED_RESULTS else result] += 1
                 if self.on_result is not None:
                     self.on_result(claim, check, result)
+                if self.progress is not None:
+                    self.progress.advance(1)
         if first is not None:
             self._update_health(lane, first)
 

@@ -1,0 +1,75 @@
+"""`ordermon show ORDER_ID`: one order as an operator needs it at 3 a.m.: the columns that
+matter, its schedule, and every attempt."""
+
+import datetime as dt
+import decimal
+import uuid
+import zoneinfo
+from typing import Any
+
+from ordermon import config, db, errors
+
+_ORDER = """
+SELECT id, "orderNo" AS order_no, status, "externalStatus" AS external_status,
+       "providerId" AS provider_id, provider_referans, "externalOrderId" AS external_order_id,
+       "sentAt" AS sent_at, "lastSyncAt" AS last_sync_at, "completedAt" AS completed_at,
+       "lastMessage" AS last_message, "pinCode" IS NOT NULL AS pin_stored,
+       "sellPriceAmount" AS amount, "sellPriceCurrency" AS currency, "userId" AS user_id
+FROM product_orders WHERE id = %(id)s
+"""
+_ENROLMENTS = """
+SELECT id, provider_id, reference, sent_at, state, attempts, next_check_at, deadline,
+       claimed_until, last_checked_at, last_outcome, last_message, enrolled_at, finished_at
+FROM ordermon_enrolments WHERE order_id = %(id)s ORDER BY id
+"""
+_ATTEMPTS = """
+SELECT checked_at, provider_id, latency_ms, http_status, outcome, applied, message, excerpt
+FROM ordermon_attempts WHERE order_id = %(id)s ORDER BY checked_at, id
+"""
+_REFUND = "SELECT amount, refunded_at FROM ordermon_refunds WHERE order_id = %(id)s"
+
+
+def gather(
+    conn: db.Connection, cfg: config.Config, order_id: str, now: dt.datetime
+) -> dict[str, Any]:
+    try:
+        key = uuid.UUID(order_id)
+    except ValueError:
+        raise errors.UsageError(f"ORDER_ID: {order_id!r} is not an order id (a UUID)") from None
+    order = conn.execute(_ORDER, {"id": key}).fetchone()
+    if order is None:
+        raise errors.OrderError(f"order {order_id}: no such order in product_orders")
+    tz = zoneinfo.ZoneInfo(cfg.timezone)
+    names = {p.id: p.name for p in cfg.providers}
+    provider = cfg.provider_by_id(order["provider_id"] or "")
+    enrolments = [_shown(dict(row), tz) for row in conn.execute(_ENROLMENTS, {"id": key})]
+    for enrolment in enrolments:
+        enrolment["provider"] = names.get(enrolment.pop("provider_id"), "not configured")
+    attempts = [_shown(dict(row), tz) for row in conn.execute(_ATTEMPTS, {"id": key})]
+    for attempt in attempts:
+        attempt["provider"] = names.get(attempt.pop("provider_id"), "not configured")
+    refund = conn.execute(_REFUND, {"id": key}).fetchone()
+    return {
+        "order": _shown(dict(order), tz)
+        | {
+            "provider": provider.name if provider else None,
+            "monitored": provider is not None,
+        },
+        "enrolments": enrolments,
+        "attempts": attempts,
+        "refund": _shown(dict(refund), tz) if refund else None,
+        "now": now.astimezone(tz).isoformat(timespec="seconds"),
+    }
+
+
+def _shown(row: dict[str, Any], tz: zoneinfo.ZoneInfo) -> dict[str, Any]:
+    """Times in the configured zone, ids and amounts as strings: ready for JSON or a table."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, dt.datetime):
+            out[key] = value.astimezone(tz).isoformat(timespec="seconds")
+        elif isinstance(value, uuid.UUID | decimal.Decimal):
+            out[key] = str(value)
+        else:
+            out[key] = value
+    return out
