@@ -23,7 +23,7 @@ def render(
     def metric(name: str, kind: str, text: str, samples: list[tuple[str, float]]) -> None:
         lines.append(f"# HELP {name} {text}")
         lines.append(f"# TYPE {name} {kind}")
-        lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
+        lines.extend(f"{name}{labels} {float(value)!r}" for labels, value in samples)
 
     metric(
         "ordermon_last_success_timestamp_seconds",

@@ -24,31 +24,52 @@ from tests.conftest import (
 
 
 @pytest.fixture
-def prepared(conn: db.Connection, sim: simulator.Simulator, db_url: str,
-             tmp_path: Path) -> dict[str, Any]:
+def prepared(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> dict[str, Any]:
     """Orders in every state: completed, refunded, held, processing, expired, claimed,
     superseded, unreferenced, and a provider that is paused."""
     user = add_user(conn)
     now = dt.datetime.now(dt.UTC)
     sent = now - dt.timedelta(minutes=30)
-    scripts = {"done1": "completed:P1", "done2": "completed:P2", "refused": "failed",
-               "waiting1": "processing", "waiting2": "processing", "stuck": "processing"}
+    scripts = {
+        "done1": "completed:P1",
+        "done2": "completed:P2",
+        "refused": "failed",
+        "waiting1": "processing",
+        "waiting2": "processing",
+        "stuck": "processing",
+    }
     orders = {label: add_order(conn, user, label, sent_at=sent) for label in scripts}
     for label, step in scripts.items():
         sim.script(label, step)
     orders["no-ref"] = add_order(conn, user, None, sent_at=sent)
-    cfg = make_config(db_url, sim.url, schedule={
-        "first_check_after": "0s", "base_delay": "10m", "max_delay": "10m", "jitter": 0,
-        "give_up_after": "1h"})
+    cfg = make_config(
+        db_url,
+        sim.url,
+        schedule={
+            "first_check_after": "0s",
+            "base_delay": "10m",
+            "max_delay": "10m",
+            "jitter": 0,
+            "give_up_after": "1h",
+        },
+    )
     sweep.run(conn, cfg, sweep.Options(), clock=FakeClock(now))
     # "stuck" expires at its deadline; "waiting2" is claimed by a sweep right now
-    conn.execute("UPDATE ordermon_enrolments SET state = 'expired', finished_at = now() "
-                 "WHERE reference = 'stuck'")
-    conn.execute("UPDATE ordermon_enrolments SET claim_token = gen_random_uuid(), "
-                 "claimed_until = now() + interval '4 minutes', "
-                 "next_check_at = now() + interval '4 minutes' WHERE reference = 'waiting2'")
-    conn.execute("UPDATE ordermon_enrolments SET next_check_at = now() - interval '1 second' "
-                 "WHERE reference = 'waiting1'")
+    conn.execute(
+        "UPDATE ordermon_enrolments SET state = 'expired', finished_at = now() "
+        "WHERE reference = 'stuck'"
+    )
+    conn.execute(
+        "UPDATE ordermon_enrolments SET claim_token = gen_random_uuid(), "
+        "claimed_until = now() + interval '4 minutes', "
+        "next_check_at = now() + interval '4 minutes' WHERE reference = 'waiting2'"
+    )
+    conn.execute(
+        "UPDATE ordermon_enrolments SET next_check_at = now() - interval '1 second' "
+        "WHERE reference = 'waiting1'"
+    )
     config_path = write_config(tmp_path / "c.yaml", db_url, sim.url)
     return {"orders": orders, "config": str(config_path), "cfg": cfg}
 
@@ -61,17 +82,23 @@ def _independent(conn: db.Connection) -> dict[str, Any]:
 
     return {
         "waiting": count("SELECT count(*) AS n FROM ordermon_enrolments WHERE state = 'waiting'"),
-        "due": count("SELECT count(*) AS n FROM ordermon_enrolments WHERE state = 'waiting' "
-                     "AND next_check_at <= now()"),
-        "claimed": count("SELECT count(*) AS n FROM ordermon_enrolments "
-                         "WHERE claimed_until > now()"),
+        "due": count(
+            "SELECT count(*) AS n FROM ordermon_enrolments WHERE state = 'waiting' "
+            "AND next_check_at <= now()"
+        ),
+        "claimed": count(
+            "SELECT count(*) AS n FROM ordermon_enrolments WHERE claimed_until > now()"
+        ),
         "expired": count("SELECT count(*) AS n FROM ordermon_enrolments WHERE state = 'expired'"),
-        "completed_24h": count("SELECT count(*) AS n FROM product_orders "
-                               "WHERE status = 'approved'"),
+        "completed_24h": count(
+            "SELECT count(*) AS n FROM product_orders WHERE status = 'approved'"
+        ),
         "failed_24h": count("SELECT count(*) AS n FROM product_orders WHERE status = 'rejected'"),
         "checks_1h": count("SELECT count(*) AS n FROM ordermon_attempts"),
-        "no_reference": count("SELECT count(*) AS n FROM product_orders "
-                              "WHERE provider_referans IS NULL AND status = 'pending'"),
+        "no_reference": count(
+            "SELECT count(*) AS n FROM product_orders "
+            "WHERE provider_referans IS NULL AND status = 'pending'"
+        ),
     }
 
 
@@ -83,8 +110,16 @@ def test_status_figures_match_the_database(conn: db.Connection, prepared: dict[s
     [row] = figures["providers"]
     expected = _independent(conn)
     assert {k: row[k] for k in expected} == expected
-    assert expected == {"waiting": 2, "due": 1, "claimed": 1, "expired": 1, "completed_24h": 2,
-                        "failed_24h": 1, "checks_1h": 6, "no_reference": 1}
+    assert expected == {
+        "waiting": 2,
+        "due": 1,
+        "claimed": 1,
+        "expired": 1,
+        "completed_24h": 2,
+        "failed_24h": 1,
+        "checks_1h": 6,
+        "no_reference": 1,
+    }
     assert row["latency_p50_ms"] is not None and row["latency_p95_ms"] >= row["latency_p50_ms"]
     assert 1790 <= figures["oldest_waiting_age_s"] <= 1900
     assert any("expired order" in reason for reason in figures["attention"])
@@ -112,11 +147,13 @@ def test_status_exit_codes(conn: db.Connection, prepared: dict[str, Any]) -> Non
     stale = run_cli("status", "--json", "--config", prepared["config"])
     assert stale.returncode == 3
     assert json.loads(stale.stdout)["attention"] == [
-        "no successful sweep in the last 5 minutes: is cron running ordermon?"]
+        "no successful sweep in the last 5 minutes: is cron running ordermon?"
+    ]
 
 
-def test_show_prints_the_timeline(conn: db.Connection, prepared: dict[str, Any],
-                                  sim: simulator.Simulator) -> None:
+def test_show_prints_the_timeline(
+    conn: db.Connection, prepared: dict[str, Any], sim: simulator.Simulator
+) -> None:
     """show: the order's columns, its schedule and every attempt, as stored."""
     order = prepared["orders"]["refused"]
     result = run_cli("show", str(order), "--json", "--config", prepared["config"])
@@ -127,10 +164,17 @@ def test_show_prints_the_timeline(conn: db.Connection, prepared: dict[str, Any],
     [enrolment] = picture["enrolments"]
     stored = enrolment_of(conn, order)
     assert (enrolment["state"], enrolment["attempts"]) == (stored["state"], stored["attempts"])
-    rows = list(conn.execute("SELECT outcome, applied, http_status, latency_ms FROM "
-                             "ordermon_attempts WHERE order_id = %(id)s", {"id": order}))
-    assert [{k: a[k] for k in ("outcome", "applied", "http_status", "latency_ms")}
-            for a in picture["attempts"]] == rows
+    rows = list(
+        conn.execute(
+            "SELECT outcome, applied, http_status, latency_ms FROM "
+            "ordermon_attempts WHERE order_id = %(id)s",
+            {"id": order},
+        )
+    )
+    assert [
+        {k: a[k] for k in ("outcome", "applied", "http_status", "latency_ms")}
+        for a in picture["attempts"]
+    ] == rows
     assert picture["attempts"][0]["provider"] == "alaya"
     table = run_cli("show", str(order), "--config", prepared["config"])
     assert "refunded" in table.stdout and "İptal edildi" in table.stdout
@@ -138,8 +182,9 @@ def test_show_prints_the_timeline(conn: db.Connection, prepared: dict[str, Any],
     assert missing.returncode == 1 and "no such order" in missing.stderr
 
 
-def test_requeue(conn: db.Connection, prepared: dict[str, Any], sim: simulator.Simulator,
-                 db_url: str) -> None:
+def test_requeue(
+    conn: db.Connection, prepared: dict[str, Any], sim: simulator.Simulator, db_url: str
+) -> None:
     """Expired and held orders get a fresh schedule; others are refused with a reason."""
     stuck, done = prepared["orders"]["stuck"], prepared["orders"]["done1"]
     dry = run_cli("requeue", "--expired", "--dry-run", "--config", prepared["config"])
@@ -148,8 +193,7 @@ def test_requeue(conn: db.Connection, prepared: dict[str, Any], sim: simulator.S
     refused = run_cli("requeue", str(done), "--config", prepared["config"])
     assert refused.returncode == 1
     assert f"{done}: refused: the order is approved, not pending" in refused.stdout
-    result = run_cli("requeue", "--expired", "--provider", "alaya", "--config",
-                     prepared["config"])
+    result = run_cli("requeue", "--expired", "--provider", "alaya", "--config", prepared["config"])
     assert result.returncode == 0, result.stdout + result.stderr
     enrolment = enrolment_of(conn, stuck)
     assert (enrolment["state"], enrolment["attempts"]) == ("waiting", 0)
@@ -162,8 +206,9 @@ def test_requeue(conn: db.Connection, prepared: dict[str, Any], sim: simulator.S
     assert again.returncode == 0 and "nothing to requeue" in again.stdout
 
 
-def test_requeue_a_held_order(conn: db.Connection, sim: simulator.Simulator, db_url: str,
-                              tmp_path: Path) -> None:
+def test_requeue_a_held_order(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> None:
     """A held order is watched again: externalStatus back to processing, checked anew."""
     document = config_document(db_url, sim.url, on_failed="hold")
     cfg = config.parse(document, {})
@@ -177,7 +222,9 @@ def test_requeue_a_held_order(conn: db.Connection, sim: simulator.Simulator, db_
     assert order_row(conn, order)["externalStatus"] == "processing"
     sweep.run(conn, cfg, sweep.Options(), clock=FakeClock())
     assert (order_row(conn, order)["status"], order_row(conn, order)["pinCode"]) == (
-        "approved", "SECOND-TIME")
+        "approved",
+        "SECOND-TIME",
+    )
 
 
 def test_requeue_usage(prepared: dict[str, Any]) -> None:
