@@ -1,30 +1,32 @@
-"""`ordermon demo`: the whole loop with no setup. A private PostgreSQL, the shop's tables, a
-simulated znet provider, a few dozen dispatched orders with mixed fates, and sweeps on a
-compressed schedule until every order is settled."""
+"""`ordermon demo`: the whole loop with no setup. A private PostgreSQL, the shop's tables,
+four simulated providers (fast, slow, flaky and down), a few dozen dispatched orders with mixed
+fates, and sweeps on a compressed schedule until every order is settled; then the status view."""
 
+import contextlib
 import datetime as dt
 import decimal
 import itertools
+import socket
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from ordermon import config, db, embedded, migrate, simulator, sweep
+from ordermon import config, db, embedded, migrate, simulator, status, sweep
 
-PROVIDER_ID = "3b6d4c1e-0000-4000-8000-000000000001"
-# (label, script): what the simulated provider will say about each order, in turn.
-FATES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("delivered at once", ("completed:{pin}",)),
-    ("processing, then delivered", ("processing*2", "completed:{pin}")),
-    ("refused: refund", ("processing", "failed")),
-    ("flaky provider, then delivered", ("http500", "request_error", "completed:{pin}")),
-    ("delivered without a PIN", ("processing-blank", "completed")),
-    ("slow provider, then delivered", ("hang:1.5", "completed:{pin}")),
-    ("never resolves: expires", ("processing",)),
-    ("unknown status word, then refused", ("unknown", "failed")),
-    ("admin approves it meanwhile", ("processing",)),
+# (provider, what happens, script): the providers' answers about each order, in turn.
+FATES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("fast", "delivered at once", ("completed:{pin}",)),
+    ("slow", "processing, then delivered", ("processing", "completed:{pin}")),
+    ("fast", "refused: refunded", ("processing", "failed")),
+    ("flaky", "HTTP 500 twice, then delivered", ("http500*2", "completed:{pin}")),
+    ("fast", "delivered without a PIN", ("processing-blank", "completed")),
+    ("slow", "refused: refunded", ("failed",)),
+    ("fast", "never resolves: expires", ("processing",)),
+    ("flaky", "unknown word, then delivered", ("word:LIMBO", "completed:{pin}")),
+    ("fast", "admin approves it meanwhile", ("processing",)),
+    ("down", "provider down: waits", ("completed:{pin}",)),
 )
 SCHEDULE = {
     "first_check_after": "0s",
@@ -34,52 +36,87 @@ SCHEDULE = {
     "jitter": 0.1,
     "give_up_after": "12s",
 }
+KOD, SIFRE, TOKEN = "4711", "demo-secret", "demo-token"
 
 
 def run(order_count: int) -> None:
     from rich.console import Console
 
     console = Console()
-    with tempfile.TemporaryDirectory(prefix="ordermon-demo-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ordermon-demo-"))
         console.print("[bold]ordermon demo[/]: starting a private PostgreSQL ...")
         url = embedded.start(Path(tmp) / "pg", delete_on_exit=True)
-        with (
-            db.connect(url, autocommit=True) as conn,
-            simulator.Simulator(kod="4711", sifre="demo-secret") as sim,
-        ):
-            conn.execute(db.platform_schema().encode())
-            migrate.run(conn)
-            cfg = _config(url, sim.url)
-            orders = _dispatch(conn, sim, order_count)
-            console.print(
-                f"{len(orders)} orders dispatched to a simulated znet panel at {sim.url}; "
-                "cron would run `ordermon sweep` every minute, the demo runs it every second.\n"
-            )
-            _watch(console, conn, cfg, orders)
+        conn = stack.enter_context(db.connect(url, autocommit=True))
+        fast = stack.enter_context(simulator.Simulator(kod=KOD, sifre=SIFRE))
+        slow = stack.enter_context(simulator.Simulator(token=TOKEN, latency=0.8))
+        flaky = stack.enter_context(simulator.Simulator(token=TOKEN))
+        sims = {"fast": fast, "slow": slow, "flaky": flaky}
+        conn.execute(db.platform_schema().encode())
+        migrate.run(conn)
+        cfg = _config(url, fast.url, slow.url, flaky.url)
+        orders = _dispatch(conn, sims, order_count)
+        console.print(
+            f"{len(orders)} orders dispatched to four simulated providers: [bold]fast[/] (znet), "
+            "[bold]slow[/] (barakat, 0.8 s a reply), [bold]flaky[/] (json, errors now and then) "
+            "and [bold]down[/] (nobody answers). Cron would run `ordermon sweep` every minute; "
+            "the demo runs it every second.\n"
+        )
+        _watch(console, conn, cfg, orders)
+        console.print()
+        from ordermon import render
+
+        render.status_view(status.gather(conn, cfg, sweep.utc_now(), runs=3))
 
 
-def _config(url: str, base_url: str) -> config.Config:
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _config(url: str, fast: str, slow: str, flaky: str) -> config.Config:
+    def provider(name: str, kind: str, **keys: Any) -> dict[str, Any]:
+        return {"id": f"demo-{name}", "name": name, "kind": kind, "timeout": "3s", **keys}
+
     document = {
         "database": {"url": url},
         "schedule": SCHEDULE,
         "sweep": {"batch_size": 50, "concurrency": 8, "lease": "30s"},
         "on_failed": "refund",
         "providers": [
-            {
-                "id": PROVIDER_ID,
-                "name": "alaya",
-                "kind": "znet",
-                "base_url": base_url,
-                "kod": "4711",
-                "sifre": "demo-secret",
-                "timeout": "3s",
-            }
+            provider("fast", "znet", base_url=fast, kod=KOD, sifre=SIFRE),
+            provider("slow", "barakat", base_url=slow, token=TOKEN, batch_size=4),
+            provider(
+                "flaky",
+                "json",
+                url=flaky + "/json/orders/{reference}",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                status_path="result.state",
+                pin_path="result.code",
+                message_path="result.info",
+                statuses={
+                    "DELIVERED": "completed",
+                    "CANCELLED": "failed",
+                    "IN_PROGRESS": "processing",
+                },
+            ),
+            provider(
+                "down",
+                "znet",
+                base_url=f"http://127.0.0.1:{_closed_port()}",
+                kod=KOD,
+                sifre=SIFRE,
+                pause={"after_failures": 2, "cooldown": "5s"},
+            ),
         ],
     }
     return config.parse(document, {})
 
 
-def _dispatch(conn: db.Connection, sim: simulator.Simulator, count: int) -> list[dict[str, Any]]:
+def _dispatch(
+    conn: db.Connection, sims: dict[str, simulator.Simulator], count: int
+) -> list[dict[str, Any]]:
     user_id = uuid.uuid4()
     conn.execute(
         "INSERT INTO users (id, email, username, balance) VALUES (%(id)s, %(email)s, 'demo', 100)",
@@ -87,10 +124,11 @@ def _dispatch(conn: db.Connection, sim: simulator.Simulator, count: int) -> list
     )
     orders = []
     now = dt.datetime.now(dt.UTC)
-    for number, (label, steps) in zip(range(1, count + 1), itertools.cycle(FATES), strict=False):
+    fates = zip(range(1, count + 1), itertools.cycle(FATES), strict=False)
+    for number, (provider, label, steps) in fates:
         order_id, reference = uuid.uuid4(), str(1760885915220000 + number)
-        pin = f"DEMO-{number:04d}-PIN"
-        sim.script(reference, *(step.format(pin=pin) for step in steps))
+        if provider in sims:
+            sims[provider].script(reference, *(s.format(pin=f"DEMO-{number:04d}") for s in steps))
         conn.execute(
             """INSERT INTO product_orders (id, "orderNo", status, "userId", "sellPriceAmount",
                    "sellPriceCurrency", "providerId", "externalStatus", "sentAt",
@@ -102,12 +140,12 @@ def _dispatch(conn: db.Connection, sim: simulator.Simulator, count: int) -> list
                 "no": number,
                 "user": user_id,
                 "amount": decimal.Decimal("2.50"),
-                "provider": PROVIDER_ID,
+                "provider": f"demo-{provider}",
                 "sent": now,
                 "ref": reference,
             },
         )
-        orders.append({"id": order_id, "no": number, "fate": label})
+        orders.append({"id": order_id, "no": number, "provider": provider, "fate": label})
     return orders
 
 
@@ -118,7 +156,7 @@ def _watch(console: Any, conn: db.Connection, cfg: config.Config, orders: list[A
     started = time.monotonic()
     totals: dict[str, int] = {}
     with Live(_table(conn, orders), console=console, auto_refresh=False) as live:
-        while time.monotonic() - started < 50:
+        while time.monotonic() - started < 40:
             report = sweep.run(conn, cfg, sweep.Options())
             for name, value in report.counts.items():
                 totals[name] = totals.get(name, 0) + value
@@ -143,13 +181,16 @@ def _watch(console: Any, conn: db.Connection, cfg: config.Config, orders: list[A
         f"\n[bold]done in {time.monotonic() - started:.0f}s[/]: "
         + ", ".join(f"{v} {k}" for k, v in totals.items() if v)
         + f"; {refunds['n']} refunds worth {refunds['total']} USD, customer balance now "
-        f"{balance['balance']} USD (each order refunded at most once)."
+        f"{balance['balance']} USD (each order refunded at most once). The orders of the "
+        "provider that is down wait, without spending attempts, until it answers again."
     )
 
 
 def _settled(conn: db.Connection) -> bool:
+    """Every order of a reachable provider is settled (the down provider's orders wait)."""
     row = conn.execute(
-        "SELECT count(*) AS n FROM ordermon_enrolments WHERE state = 'waiting'"
+        "SELECT count(*) AS n FROM ordermon_enrolments "
+        "WHERE state = 'waiting' AND provider_id <> 'demo-down'"
     ).fetchone()
     return row is not None and row["n"] == 0
 
@@ -161,15 +202,24 @@ def _table(conn: db.Connection, orders: list[Any]) -> Any:
         r["id"]: r
         for r in conn.execute(
             """SELECT o.id, o.status, o."externalStatus" AS ext, o."pinCode" AS pin,
-                      e.state, e.attempts, e.last_outcome
+                      e.state, e.attempts
                FROM product_orders o
                LEFT JOIN ordermon_enrolments e ON e.order_id = o.id
                     AND e.id = (SELECT max(id) FROM ordermon_enrolments x
                                 WHERE x.order_id = o.id)"""
         )
     }
-    table = Table(title="orders", show_lines=False)
-    for column in ("no", "scripted fate", "status", "externalStatus", "ordermon", "checks", "PIN"):
+    table = Table(title="orders")
+    for column in (
+        "no",
+        "provider",
+        "scripted fate",
+        "status",
+        "external",
+        "ordermon",
+        "checks",
+        "PIN",
+    ):
         table.add_column(column)
     colours = {"approved": "green", "rejected": "red", "pending": "yellow"}
     for order in orders:
@@ -177,6 +227,7 @@ def _table(conn: db.Connection, orders: list[Any]) -> Any:
         colour = colours.get(row["status"], "white")
         table.add_row(
             str(order["no"]),
+            order["provider"],
             order["fate"],
             f"[{colour}]{row['status']}[/]",
             row["ext"],
