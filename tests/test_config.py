@@ -34,6 +34,9 @@ def test_example_config_loads() -> None:
     assert cfg.providers[0].policy.max_delay == dt.timedelta(minutes=5)
     assert cfg.providers[0].policy.base_delay == dt.timedelta(seconds=30)
     assert cfg.sweep.lease == dt.timedelta(minutes=5)
+    assert cfg.history_keep == dt.timedelta(days=30)
+    assert cfg.ping_url == "https://hc-ping.example/abc" and cfg.ping_timeout == 2.0
+    assert cfg.metrics_textfile is not None
 
 
 @pytest.mark.parametrize(
@@ -110,6 +113,12 @@ def test_top_level_errors() -> None:
     assert "timezone: unknown time zone 'Mars/Base'" in _error(_doc(timezone="Mars/Base"))
     assert "providers: expected a list" in _error(_doc(providers={"a": 1}))
     assert "providers[0]: expected a mapping" in _error(_doc(providers=["x"]))
+    assert "history.keep: expected a duration" in _error(_doc(history={"keep": "forever"}))
+    assert "metrics.path: unknown key" in _error(_doc(metrics={"path": "/x"}))
+    assert "healthcheck.ping_url: expected an http" in _error(
+        _doc(healthcheck={"ping_url": "ftp://x"})
+    )
+    assert "healthcheck.timeout: must be longer" in _error(_doc(healthcheck={"timeout": 0}))
 
 
 def test_duplicate_provider_ids_and_names() -> None:
