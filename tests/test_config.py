@@ -26,7 +26,13 @@ def _doc(**overrides: Any) -> dict[str, Any]:
 
 def test_example_config_loads() -> None:
     """config.example.yaml documents every key and stays loadable."""
-    env = {"ALAYA_SIFRE": "x", "BARAKAT_TOKEN": "b", "SISTER_TOKEN": "s", "GIFTCARDS_TOKEN": "g"}
+    env = {
+        "ALAYA_SIFRE": "x",
+        "BARAKAT_TOKEN": "b",
+        "SISTER_TOKEN": "s",
+        "GIFTCARDS_TOKEN": "g",
+        "ORDERMON_PING_URL": "https://hc-ping.example/abc",
+    }
     cfg = config.load(ROOT / "config.example.yaml", env)
     assert [p.kind for p in cfg.providers] == ["znet", "barakat", "internal", "json"]
     assert cfg.providers[0].rate_limit == 10.0
@@ -34,6 +40,9 @@ def test_example_config_loads() -> None:
     assert cfg.providers[0].policy.max_delay == dt.timedelta(minutes=5)
     assert cfg.providers[0].policy.base_delay == dt.timedelta(seconds=30)
     assert cfg.sweep.lease == dt.timedelta(minutes=5)
+    assert cfg.history_keep == dt.timedelta(days=30)
+    assert cfg.ping_url == "https://hc-ping.example/abc" and cfg.ping_timeout == 2.0
+    assert cfg.metrics_textfile is not None
     assert cfg.history_keep == dt.timedelta(days=30)
     assert cfg.ping_url == "https://hc-ping.example/abc" and cfg.ping_timeout == 2.0
     assert cfg.metrics_textfile is not None
