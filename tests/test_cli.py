@@ -6,14 +6,18 @@ import socket
 import uuid
 from pathlib import Path
 
+import yaml
+
 from ordermon import db, simulator, store, sweep
 from tests.conftest import (
     SIFRE,
     add_order,
     add_user,
+    config_document,
     enrolment_of,
     make_config,
     order_row,
+    provider_doc,
     run_cli,
     write_config,
 )
@@ -199,3 +203,23 @@ def test_embedded_database_url(tmp_path: Path) -> None:
         assert (tmp_path / "data" / "ordermon" / "postgres" / "PG_VERSION").is_file()
     finally:
         embedded.stop(tmp_path / "data" / "ordermon" / "postgres")
+
+
+def test_log_format_json_and_quiet(conn: db.Connection, db_url: str, tmp_path: Path) -> None:
+    """--log-format json: one JSON object per line on stderr; -q: nothing at all."""
+    with simulator.Simulator(token="right") as sim:
+        add_order(conn, add_user(conn), "7001", provider_id="barakat-id")
+        document = config_document(
+            db_url, sim.url, providers=[provider_doc("barakat", sim.url, token="wrong")]
+        )
+        config_path = tmp_path / "c.yaml"
+        config_path.write_text(yaml.safe_dump(document))
+        logged = run_cli("sweep", "--log-format", "json", "--config", str(config_path))
+        quiet = run_cli("sweep", "-q", "--config", str(config_path))
+    assert logged.returncode == 0 and logged.stdout == ""
+    [line] = logged.stderr.strip().splitlines()
+    event = json.loads(line)
+    assert event["event"] == "sweep" and event["claimed"] == 1 and event["error"] == 1
+    assert "refused ordermon's credentials" in event["problems"][0]
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+    assert run_cli("sweep", "--log-format", "xml", "--config", str(config_path)).returncode == 2

@@ -43,9 +43,6 @@ def test_example_config_loads() -> None:
     assert cfg.history_keep == dt.timedelta(days=30)
     assert cfg.ping_url == "https://hc-ping.example/abc" and cfg.ping_timeout == 2.0
     assert cfg.metrics_textfile is not None
-    assert cfg.history_keep == dt.timedelta(days=30)
-    assert cfg.ping_url == "https://hc-ping.example/abc" and cfg.ping_timeout == 2.0
-    assert cfg.metrics_textfile is not None
 
 
 @pytest.mark.parametrize(
