@@ -9,7 +9,17 @@ import socket
 import uuid
 from typing import Any
 
-from ordermon import config, db, errors, outcome, provider_config, providers, store, sweep
+from ordermon import (
+    config,
+    db,
+    errors,
+    outbox,
+    outcome,
+    provider_config,
+    providers,
+    store,
+    sweep,
+)
 from ordermon.providers import base
 
 
@@ -51,6 +61,7 @@ def run(
     except ValueError:
         raise errors.UsageError(f"ORDER_ID: {order_id!r} is not an order id (a UUID)") from None
     sweep.require_schema(conn)
+    outbox.configure_session(conn, cfg.notify)
     row = conn.execute(
         """SELECT status, "externalStatus" AS external_status, "providerId" AS provider_id,
                   "sentAt" AS sent_at,

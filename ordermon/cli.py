@@ -333,6 +333,72 @@ def requeue(
         raise typer.Exit(1)
 
 
+@app.command()
+def deliver(config_path: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Deliver due order events to the configured webhooks (a sweep does this too)."""
+    from ordermon import render, sweep, webhooks
+
+    with _expected_failures():
+        cfg = _load_config(config_path)
+        with _connect(cfg.database_url) as conn:
+            sweep.require_schema(conn)
+            report = webhooks.deliver(conn, cfg, sweep.utc_now)
+    if as_json:
+        render.print_json(report.as_dict())
+    else:
+        typer.echo(f"{report.delivered} delivered, {report.retried} to retry, {report.dead} dead")
+
+
+events_app = typer.Typer(no_args_is_help=True, help="Order events and their webhook deliveries.")
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("list")
+def events_list(
+    config_path: ConfigOption = None,
+    dead: Annotated[bool, typer.Option("--dead", help="Only dead deliveries.")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most N rows.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """The latest events, with their delivery to each webhook."""
+    from ordermon import outbox, render, sweep
+
+    with _expected_failures():
+        cfg = _load_config(config_path)
+        with _connect(cfg.database_url) as conn:
+            sweep.require_schema(conn)
+            rows = outbox.events(conn, dead_only=dead, limit=limit)
+    if as_json:
+        render.print_json(rows)
+    else:
+        render.events_table(rows)
+
+
+@events_app.command("redeliver")
+def events_redeliver(
+    event_ids: Annotated[list[str] | None, typer.Argument(help="Event ids.")] = None,
+    config_path: ConfigOption = None,
+    dead: Annotated[bool, typer.Option("--dead", help="Every dead delivery.")] = False,
+) -> None:
+    """Deliver events again: the given ones, or every dead one."""
+    import uuid
+
+    from ordermon import outbox, sweep
+
+    with _expected_failures():
+        if bool(event_ids) == dead:
+            raise errors.UsageError("give event ids or --dead (one of them)")
+        try:
+            ids = [uuid.UUID(e) for e in event_ids] if event_ids else None
+        except ValueError:
+            raise errors.UsageError("event ids are UUIDs (see `ordermon events list`)") from None
+        cfg = _load_config(config_path)
+        with _connect(cfg.database_url) as conn:
+            sweep.require_schema(conn)
+            count = outbox.redeliver(conn, ids, sweep.utc_now())
+    typer.echo(f"{count} deliveries will be sent again at the next sweep or `ordermon deliver`")
+
+
 @app.command("providers")
 def providers_(
     config_path: ConfigOption = None,

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ordermon import errors, provider_config, schedule, validate
+from ordermon import errors, notify_config, provider_config, schedule, validate
 
 SEARCH_PATH = (Path("ordermon.yaml"), Path("/etc/ordermon/config.yaml"))
 ON_FAILED_POLICIES = ("refund", "reject", "hold")
@@ -43,6 +43,9 @@ class Config:
     metrics_textfile: Path | None = None
     ping_url: str | None = dataclasses.field(default=None, repr=False)
     ping_timeout: float = 2.0
+    notify: notify_config.NotifyConfig = dataclasses.field(
+        default_factory=notify_config.NotifyConfig
+    )
 
     def provider_by_id(self, provider_id: str) -> provider_config.ProviderConfig | None:
         return next((p for p in self.providers if p.id == provider_id), None)
@@ -103,6 +106,7 @@ def parse(document: Any, env: Mapping[str, str], source: Path | None = None) -> 
             "history",
             "metrics",
             "healthcheck",
+            "notify",
         },
     )
     read = validate.Reader(env)
@@ -161,6 +165,7 @@ def parse(document: Any, env: Mapping[str, str], source: Path | None = None) -> 
         ping_timeout=validate.positive_duration(
             ping.get("timeout"), "healthcheck.timeout", dt.timedelta(seconds=2)
         ).total_seconds(),
+        notify=notify_config.parse(root.get("notify", {}), env),
     )
 
 

@@ -183,6 +183,7 @@ def status_view(figures: dict[str, Any]) -> None:
     console.print(table)
     age = figures["oldest_waiting_age_s"]
     console.print(f"oldest waiting order: {_age(age) if age is not None else 'none waiting'}")
+    console.print(f"dead webhook deliveries: {figures.get('dead_events', 0)}")
     runs = Table(title="last runs")
     for column in (
         "started",
@@ -272,3 +273,33 @@ def _age(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def events_table(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="events")
+    for column in (
+        "event",
+        "type",
+        "order",
+        "created",
+        "webhook",
+        "delivery",
+        "attempts",
+        "last error",
+    ):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["type"],
+            str(row["order_id"]),
+            f"{row['created_at']:%Y-%m-%d %H:%M:%S}",
+            row["webhook"] or "-",
+            row["state"] or "-",
+            str(row["attempts"] or 0),
+            row["last_error"] or "",
+        )
+    Console().print(table)

@@ -6,7 +6,7 @@ import datetime as dt
 import zoneinfo
 from typing import Any
 
-from ordermon import config, db, health, providers
+from ordermon import config, db, health, outbox, providers
 
 NO_SUCCESS_ALARM = dt.timedelta(minutes=5)
 
@@ -108,6 +108,7 @@ def gather(
     success_at = last_success["at"] if last_success else None
     figures = {
         "now": _shown(now, tz),
+        "dead_events": outbox.dead_count(conn),
         "timezone": cfg.timezone,
         "providers": rows,
         "oldest_waiting_age_s": round((now - oldest).total_seconds(), 1) if oldest else None,
@@ -128,6 +129,10 @@ def attention(
             reasons.append(f"{row['expired']} expired order(s) of {row['name']} wait for a person")
         if row["breaker_open"] and row["paused_until"]:
             reasons.append(f"provider {row['name']} is paused until {row['paused_until']}")
+    if figures.get("dead_events"):
+        reasons.append(
+            f"{figures['dead_events']} event deliveries are dead: `ordermon events list --dead`"
+        )
     if success_at is None or now - success_at > NO_SUCCESS_ALARM:
         reasons.append("no successful sweep in the last 5 minutes: is cron running ordermon?")
     return reasons

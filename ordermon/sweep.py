@@ -22,6 +22,7 @@ from ordermon import (
     health,
     lanes,
     migrate,
+    outbox,
     outcome,
     provider_config,
     providers,
@@ -63,6 +64,7 @@ class Report:
     seconds: float
     problems: list[str] = dataclasses.field(default_factory=list)
     pruned: int = 0
+    delivery: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -71,6 +73,7 @@ class Report:
             "stopped_by": self.stopped_by,
             **self.counts,
             "pruned": self.pruned,
+            "webhooks": self.delivery,
             "problems": self.problems,
         }
 
@@ -126,6 +129,7 @@ def run(
     are recorded."""
     started = time.monotonic()
     require_schema(conn)
+    outbox.configure_session(conn, cfg.notify)
     chosen = selected_providers(cfg, options.provider_names)
     provider_rules = rules(chosen)
     run_id = store.start_run(conn, "sweep", socket.gethostname(), os.getpid(), clock())

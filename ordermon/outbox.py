@@ -1,0 +1,160 @@
+"""The SQL of the outbox: events (written by a trigger, see sql/005_events.sql), their
+deliveries to webhooks, and the session settings the trigger reads."""
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from ordermon import db, notify_config
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    event_id: uuid.UUID
+    webhook: str
+    attempts: int
+    type: str
+    payload: dict[str, Any]
+
+
+def configure_session(conn: db.Connection, notify: notify_config.NotifyConfig) -> None:
+    """What the event trigger needs to know of the config, for this connection."""
+    conn.execute(
+        "SELECT set_config('ordermon.notify_channel', %(channel)s, false), "
+        "set_config('ordermon.include_pin', %(pin)s, false)",
+        {"channel": notify.pg_channel or "", "pin": "on" if notify.include_pin else "off"},
+    )
+
+
+def materialize(conn: db.Connection, webhook: notify_config.Webhook, now: dt.datetime) -> int:
+    """Create the pending deliveries of events this webhook has not been given yet. A webhook
+    seen for the first time starts with the events to come, not the whole history."""
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO ordermon_webhook_cursors (webhook, last_seq) "
+            "SELECT %(name)s, coalesce(max(seq), 0) FROM ordermon_events "
+            "ON CONFLICT (webhook) DO NOTHING",
+            {"name": webhook.name},
+        )
+        row = conn.execute(
+            "SELECT last_seq FROM ordermon_webhook_cursors WHERE webhook = %(name)s FOR UPDATE",
+            {"name": webhook.name},
+        ).fetchone()
+        assert row is not None
+        created = conn.execute(
+            """INSERT INTO ordermon_deliveries (event_id, webhook, next_attempt_at)
+               SELECT id, %(name)s, %(now)s FROM ordermon_events
+               WHERE seq > %(after)s AND type = ANY(%(types)s)
+               ON CONFLICT DO NOTHING""",
+            {
+                "name": webhook.name,
+                "now": now,
+                "after": row["last_seq"],
+                "types": list(webhook.events),
+            },
+        ).rowcount
+        conn.execute(
+            "UPDATE ordermon_webhook_cursors SET last_seq = "
+            "(SELECT coalesce(max(seq), 0) FROM ordermon_events) WHERE webhook = %(name)s",
+            {"name": webhook.name},
+        )
+    return max(created, 0)
+
+
+def claim(
+    conn: db.Connection,
+    webhooks: Sequence[str],
+    limit: int,
+    now: dt.datetime,
+    lease_end: dt.datetime,
+) -> list[Delivery]:
+    """Due deliveries, oldest first, never one whose order has an earlier event still pending
+    for the same webhook (the events of one order arrive in order)."""
+    rows = conn.execute(
+        """WITH due AS (
+               SELECT d.event_id, d.webhook FROM ordermon_deliveries d
+               JOIN ordermon_events e ON e.id = d.event_id
+               WHERE d.state = 'pending' AND d.next_attempt_at <= %(now)s
+                 AND d.webhook = ANY(%(webhooks)s)
+                 AND NOT EXISTS (
+                     SELECT 1 FROM ordermon_deliveries d2
+                     JOIN ordermon_events e2 ON e2.id = d2.event_id
+                     WHERE d2.webhook = d.webhook AND d2.state = 'pending'
+                       AND e2.order_id = e.order_id AND e2.seq < e.seq)
+               ORDER BY e.seq LIMIT %(limit)s
+               FOR UPDATE OF d SKIP LOCKED)
+           UPDATE ordermon_deliveries d
+           SET attempts = d.attempts + 1, next_attempt_at = %(lease_end)s
+           FROM due, ordermon_events e
+           WHERE d.event_id = due.event_id AND d.webhook = due.webhook AND e.id = d.event_id
+           RETURNING d.event_id, d.webhook, d.attempts, e.type, e.payload, e.seq""",
+        {"now": now, "webhooks": list(webhooks), "limit": limit, "lease_end": lease_end},
+    )
+    ordered = sorted(rows, key=lambda r: r["seq"])
+    return [
+        Delivery(r["event_id"], r["webhook"], r["attempts"], r["type"], r["payload"])
+        for r in ordered
+    ]
+
+
+def finish(
+    conn: db.Connection,
+    delivery: Delivery,
+    *,
+    state: str,
+    status: int | None,
+    error: str | None,
+    next_attempt_at: dt.datetime | None,
+    now: dt.datetime,
+) -> None:
+    conn.execute(
+        """UPDATE ordermon_deliveries SET state = %(state)s, last_status = %(status)s,
+               last_error = %(error)s,
+               next_attempt_at = coalesce(%(next)s, next_attempt_at),
+               delivered_at = CASE WHEN %(state)s = 'delivered' THEN %(now)s END
+           WHERE event_id = %(event)s AND webhook = %(webhook)s AND state = 'pending'""",
+        {
+            "state": state,
+            "status": status,
+            "error": error,
+            "next": next_attempt_at,
+            "now": now,
+            "event": delivery.event_id,
+            "webhook": delivery.webhook,
+        },
+    )
+
+
+def events(conn: db.Connection, *, dead_only: bool, limit: int) -> list[dict[str, Any]]:
+    return list(
+        conn.execute(
+            """SELECT e.id, e.type, e.order_id, e.created_at, d.webhook, d.state, d.attempts,
+                      d.last_status, d.last_error, d.delivered_at, d.next_attempt_at
+               FROM ordermon_events e
+               LEFT JOIN ordermon_deliveries d ON d.event_id = e.id
+               WHERE NOT %(dead)s OR d.state = 'dead'
+               ORDER BY e.seq DESC LIMIT %(limit)s""",
+            {"dead": dead_only, "limit": limit},
+        )
+    )
+
+
+def redeliver(conn: db.Connection, event_ids: Sequence[uuid.UUID] | None, now: dt.datetime) -> int:
+    """Back to pending with fresh attempts: the given events' deliveries, or every dead one."""
+    cursor = conn.execute(
+        """UPDATE ordermon_deliveries SET state = 'pending', attempts = 0,
+               next_attempt_at = %(now)s, delivered_at = NULL
+           WHERE (%(ids)s::uuid[] IS NULL AND state = 'dead')
+              OR event_id = ANY(%(ids)s::uuid[])""",
+        {"ids": list(event_ids) if event_ids is not None else None, "now": now},
+    )
+    return max(cursor.rowcount, 0)
+
+
+def dead_count(conn: db.Connection) -> int:
+    row = conn.execute(
+        "SELECT count(*) AS n FROM ordermon_deliveries WHERE state = 'dead'"
+    ).fetchone()
+    return int(row["n"]) if row else 0
