@@ -62,6 +62,7 @@ def run(
         raise errors.UsageError(f"ORDER_ID: {order_id!r} is not an order id (a UUID)") from None
     sweep.require_schema(conn)
     outbox.configure_session(conn, cfg.notify)
+    outbox.register(conn, cfg.notify.webhooks)
     row = conn.execute(
         """SELECT status, "externalStatus" AS external_status, "providerId" AS provider_id,
                   "sentAt" AS sent_at,

@@ -28,16 +28,23 @@ def configure_session(conn: db.Connection, notify: notify_config.NotifyConfig) -
     )
 
 
-def materialize(conn: db.Connection, webhook: notify_config.Webhook, now: dt.datetime) -> int:
-    """Create the pending deliveries of events this webhook has not been given yet. A webhook
-    seen for the first time starts with the events to come, not the whole history."""
-    with conn.transaction():
+def register(conn: db.Connection, webhooks: Sequence[notify_config.Webhook]) -> None:
+    """Called before a run changes any order: a webhook gets every event committed after the
+    first run that had it configured began (not the history before it), even if that run
+    dies before it delivers."""
+    for webhook in webhooks:
         conn.execute(
             "INSERT INTO ordermon_webhook_cursors (webhook, last_seq) "
             "SELECT %(name)s, coalesce(max(seq), 0) FROM ordermon_events "
             "ON CONFLICT (webhook) DO NOTHING",
             {"name": webhook.name},
         )
+
+
+def materialize(conn: db.Connection, webhook: notify_config.Webhook, now: dt.datetime) -> int:
+    """Create the pending deliveries of events this webhook has not been given yet."""
+    register(conn, [webhook])
+    with conn.transaction():
         row = conn.execute(
             "SELECT last_seq FROM ordermon_webhook_cursors WHERE webhook = %(name)s FOR UPDATE",
             {"name": webhook.name},

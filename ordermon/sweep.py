@@ -130,6 +130,7 @@ def run(
     started = time.monotonic()
     require_schema(conn)
     outbox.configure_session(conn, cfg.notify)
+    outbox.register(conn, cfg.notify.webhooks)
     chosen = selected_providers(cfg, options.provider_names)
     provider_rules = rules(chosen)
     run_id = store.start_run(conn, "sweep", socket.gethostname(), os.getpid(), clock())

@@ -54,7 +54,9 @@ def deliver(conn: db.Connection, cfg: config.Config, clock: Clock) -> Report:
         outbox.materialize(conn, hook, clock())
     session = requests.Session()
     session.trust_env = False
-    lease = dt.timedelta(seconds=max(w.timeout for w in notify.webhooks) * 2 + 30)
+    # A batch is two rounds of requests at most; a run that dies leaves its claims for this
+    # long before another run sends them again.
+    lease = dt.timedelta(seconds=max(w.timeout for w in notify.webhooks) * 3 + 5)
     policy = schedule.Policy(
         base_delay=notify.retry_base_delay, max_delay=notify.retry_max_delay, factor=2.0, jitter=0.1
     )

@@ -32,6 +32,7 @@ def test_example_config_loads() -> None:
         "SISTER_TOKEN": "s",
         "GIFTCARDS_TOKEN": "g",
         "ORDERMON_PING_URL": "https://hc-ping.example/abc",
+        "ORDERMON_WEBHOOK_SECRET": "0123456789abcdef0123",
     }
     cfg = config.load(ROOT / "config.example.yaml", env)
     assert [p.kind for p in cfg.providers] == ["znet", "barakat", "internal", "json"]
@@ -43,6 +44,7 @@ def test_example_config_loads() -> None:
     assert cfg.history_keep == dt.timedelta(days=30)
     assert cfg.ping_url == "https://hc-ping.example/abc" and cfg.ping_timeout == 2.0
     assert cfg.metrics_textfile is not None
+    assert cfg.notify.webhooks[0].name == "backend" and cfg.notify.max_attempts == 12
 
 
 @pytest.mark.parametrize(
@@ -226,3 +228,37 @@ def test_substituted_values_are_secrets() -> None:
     cfg = config.parse(_doc(providers=[doc]), {"API_KEY": "k-123456", "HEADER_KEY": "h-654321"})
     assert {"k-123456", "h-654321"} <= set(cfg.providers[0].secrets)
     assert "k-123456" not in repr(cfg) and "h-654321" not in repr(cfg)
+
+
+@pytest.mark.parametrize(
+    ("notify", "expected"),
+    [
+        ({"pg_channel": "Bad Channel"}, "notify.pg_channel: use lower-case"),
+        ({"include_pin": "yes"}, "notify.include_pin: expected true or false"),
+        ({"max_attempts": 0}, "notify.max_attempts: must be at least 1"),
+        ({"webhooks": {}}, "notify.webhooks: expected a list"),
+        (
+            {"webhooks": [{"name": "a", "url": "ftp://x", "secret": "s" * 16}]},
+            "notify.webhooks[0].url: expected an http",
+        ),
+        (
+            {"webhooks": [{"name": "a", "url": "http://x", "secret": "short"}]},
+            "notify.webhooks[0].secret: use at least 16 characters",
+        ),
+        (
+            {
+                "webhooks": [
+                    {"name": "a", "url": "http://x", "secret": "s" * 16, "events": ["order.lost"]}
+                ]
+            },
+            "notify.webhooks[0].events[0]: expected",
+        ),
+        (
+            {"webhooks": [{"name": "a", "url": "http://x", "secret": "s" * 16}] * 2},
+            "notify.webhooks[1].name: 'a' is used twice",
+        ),
+    ],
+)
+def test_notify_errors_name_the_key(notify: dict[str, object], expected: str) -> None:
+    """The notify section is validated like every other."""
+    assert expected in _error(_doc(notify=notify))
