@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -155,9 +156,7 @@ def test_no_event_for_a_rolled_back_transition(
     rules = sweep.rules(cfg.providers)
     store.enrol(conn, rules)
     clock = FakeClock()
-    [claim] = store.claim(
-        conn, rules, 1, __import__("uuid").uuid4(), clock.now, clock.now + cfg.sweep.lease
-    )
+    [claim] = store.claim(conn, rules, 1, uuid.uuid4(), clock.now, clock.now + cfg.sweep.lease)
     sim.script("r1", "failed")
     check = providers.build(cfg.providers[0]).check(["r1"])["r1"]
     ctx = outcome.Context("alaya", cfg.policy, "refund", None, clock.now, 0.0)
@@ -191,7 +190,7 @@ def test_listen_hears_exactly_the_committed_events(
             conn.execute("DO $$ BEGIN RAISE EXCEPTION 'roll it all back'; END $$")
         cfg = config.parse(config_document(db_url, sim.url), {})
         sweep.run(conn, cfg, sweep.Options(), clock=FakeClock())
-        heard = []
+        heard: list[dict[str, str]] = []
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and len(heard) < 2:
             select.select([listener.fileno()], [], [], 0.5)
