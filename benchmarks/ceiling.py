@@ -10,7 +10,12 @@ import requests.adapters
 
 
 def main() -> None:
-    url, count, concurrency, trust_env = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    url, count, concurrency, trust_env = (
+        sys.argv[1],
+        int(sys.argv[2]),
+        int(sys.argv[3]),
+        sys.argv[4],
+    )
     session = requests.Session()
     session.trust_env = trust_env == "1"
     pool = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=concurrency)

@@ -68,8 +68,14 @@ def scenario_1(url: str, scale: float) -> list[Row]:
     return [
         _row("1", "znet checks/s end to end (claim, HTTP, record)", rate, "checks/s"),
         _row("1", "ceiling: bare requests loop, same concurrency (16)", ceiling, "requests/s"),
-        _row("1", "sweep / ceiling", rate / ceiling, "ratio", target=">= 0.80",
-             met=rate / ceiling >= 0.8),
+        _row(
+            "1",
+            "sweep / ceiling",
+            rate / ceiling,
+            "ratio",
+            target=">= 0.80",
+            met=rate / ceiling >= 0.8,
+        ),
         _row("1", "ceiling with trust_env=True (proxy/netrc look-ups)", trusting, "requests/s"),
     ]
 
@@ -83,8 +89,14 @@ def scenario_2(url: str, scale: float) -> list[Row]:
         requests_made = sim.count_kind("barakat")
     rate = sweep["checks"] / sweep["seconds"]
     return [
-        _row("2", f"barakat orders/s ({requests_made} requests)", rate, "orders/s",
-             target=">= 5000", met=rate >= 5000),
+        _row(
+            "2",
+            f"barakat orders/s ({requests_made} requests)",
+            rate,
+            "orders/s",
+            target=">= 5000",
+            met=rate >= 5000,
+        ),
     ]
 
 
@@ -96,8 +108,14 @@ def scenario_3(url: str, scale: float) -> list[Row]:
         sweep = _sweep(url, _config(url, "znet", sim.url, concurrency=32))
     rate = sweep["checks"] / sweep["seconds"]
     return [
-        _row("3", "checks/s at 100 ms latency, concurrency 32 (ideal 320)", rate, "checks/s",
-             target=">= 288", met=rate >= 288),
+        _row(
+            "3",
+            "checks/s at 100 ms latency, concurrency 32 (ideal 320)",
+            rate,
+            "checks/s",
+            target=">= 288",
+            met=rate >= 288,
+        ),
     ]
 
 
@@ -106,8 +124,11 @@ def scenario_4(url: str, scale: float) -> list[Row]:
     config_path = _config(url, "znet", "http://127.0.0.1:9")
     _sweep(url, config_path)  # migrate-check once, create the run tables' pages
     sweep_cmd = [sys.executable, "-m", "ordermon", "sweep", "--config", str(config_path)]
-    floor_cmd = [sys.executable, "-c",
-                 f"import psycopg; psycopg.connect({url!r}).execute('SELECT 1').fetchone()"]
+    floor_cmd = [
+        sys.executable,
+        "-c",
+        f"import psycopg; psycopg.connect({url!r}).execute('SELECT 1').fetchone()",
+    ]
     sweep_s = _median_run(sweep_cmd, 20)
     floor_s = _median_run(floor_cmd, 20)
     ratio = sweep_s / floor_s
@@ -127,12 +148,20 @@ def scenario_5(url: str, scale: float) -> list[Row]:
         database = _fresh_database_like(url)
         _history(database, size, int(10_000 * scale))
         figures[finished] = _enrol_and_claim(database)
-        rows.append(_row("5", f"enrol + claim 500 with {size:,} finished orders (median)",
-                         figures[finished] * 1000, "ms", target="< 20",
-                         met=figures[finished] < 0.020))
+        rows.append(
+            _row(
+                "5",
+                f"enrol + claim 500 with {size:,} finished orders (median)",
+                figures[finished] * 1000,
+                "ms",
+                target="< 20",
+                met=figures[finished] < 0.020,
+            )
+        )
     ratio = figures[1_000_000] / figures[100_000]
-    rows.append(_row("5", "at 1,000,000 / at 100,000", ratio, "ratio", target="<= 1.5",
-                     met=ratio <= 1.5))
+    rows.append(
+        _row("5", "at 1,000,000 / at 100,000", ratio, "ratio", target="<= 1.5", met=ratio <= 1.5)
+    )
     return rows
 
 
@@ -151,9 +180,16 @@ def scenario_6(url: str, scale: float) -> list[Row]:
                 proc.communicate(timeout=3600)
             elapsed = time.perf_counter() - started
             twice = sum(1 for n in sim.counts().values() if n > 1)
-        rows.append(_row("6", f"{processes} sweep process(es): checks/s ({twice} orders asked "
-                              "twice)", count / elapsed, "checks/s", met=twice == 0,
-                         target="none twice"))
+        rows.append(
+            _row(
+                "6",
+                f"{processes} sweep process(es): checks/s ({twice} orders asked twice)",
+                count / elapsed,
+                "checks/s",
+                met=twice == 0,
+                target="none twice",
+            )
+        )
     return rows
 
 
@@ -166,12 +202,25 @@ def scenario_7(url: str, scale: float) -> list[Row]:
         _sweep(url, _config(url, "znet", sim.url))
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     megabytes = max(peak, before) / 1024
-    return [_row("7", f"peak RSS of a sweep over {count:,} orders", megabytes, "MB",
-                 target="< 150", met=megabytes < 150)]
+    return [
+        _row(
+            "7",
+            f"peak RSS of a sweep over {count:,} orders",
+            megabytes,
+            "MB",
+            target="< 150",
+            met=megabytes < 150,
+        )
+    ]
 
 
 SCENARIOS: dict[int, Callable[[str, float], list[Row]]] = {
-    1: scenario_1, 2: scenario_2, 3: scenario_3, 4: scenario_4, 5: scenario_5, 6: scenario_6,
+    1: scenario_1,
+    2: scenario_2,
+    3: scenario_3,
+    4: scenario_4,
+    5: scenario_5,
+    6: scenario_6,
     7: scenario_7,
 }
 
@@ -210,7 +259,9 @@ def _fresh_database_like(url: str) -> str:
     return _fresh_database(url)
 
 
-def _populate(url: str, sim: simulator.Simulator, count: int, kind: str, fates: bool = True) -> None:
+def _populate(
+    url: str, sim: simulator.Simulator, count: int, kind: str, fates: bool = True
+) -> None:
     """``count`` due orders; fates as on a real day: 70 % completed at the first check, 20 %
     processing once then completed, 10 % failed with a refund."""
     for i in range(count):
@@ -222,8 +273,10 @@ def _populate(url: str, sim: simulator.Simulator, count: int, kind: str, fates: 
         else:
             sim.script(reference, "failed")
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("INSERT INTO users (id, email, balance) VALUES "
-                     "('00000000-0000-4000-8000-000000000001', 'bench@example.com', 0)")
+        conn.execute(
+            "INSERT INTO users (id, email, balance) VALUES "
+            "('00000000-0000-4000-8000-000000000001', 'bench@example.com', 0)"
+        )
         conn.execute(
             """INSERT INTO product_orders (id, status, "userId", "sellPriceAmount", "providerId",
                    "externalStatus", "sentAt", provider_referans)
@@ -236,8 +289,13 @@ def _populate(url: str, sim: simulator.Simulator, count: int, kind: str, fates: 
 
 
 def _config(url: str, kind: str, sim_url: str, concurrency: int = 16) -> Path:
-    provider: dict[str, Any] = {"id": PROVIDER, "name": "bench", "kind": kind,
-                                "base_url": sim_url, "timeout": "20s"}
+    provider: dict[str, Any] = {
+        "id": PROVIDER,
+        "name": "bench",
+        "kind": kind,
+        "base_url": sim_url,
+        "timeout": "20s",
+    }
     if kind == "znet":
         provider.update(kod="4711", sifre="bench")
     else:
@@ -245,8 +303,13 @@ def _config(url: str, kind: str, sim_url: str, concurrency: int = 16) -> Path:
     document = {
         "database": {"url": url},
         "schedule": {"first_check_after": "0s", "give_up_after": "24h"},
-        "sweep": {"batch_size": 100, "concurrency": concurrency, "lease": "5m",
-                  "soft_time_limit": "25m", "time_limit": "30m"},
+        "sweep": {
+            "batch_size": 100,
+            "concurrency": concurrency,
+            "lease": "5m",
+            "soft_time_limit": "25m",
+            "time_limit": "30m",
+        },
         "providers": [provider],
     }
     path = Path(tempfile.mkstemp(prefix="ordermon-bench-", suffix=".yaml")[1])
@@ -257,7 +320,10 @@ def _config(url: str, kind: str, sim_url: str, concurrency: int = 16) -> Path:
 def _start_sweep(config_path: Path) -> "subprocess.Popen[str]":
     return subprocess.Popen(
         [sys.executable, "-m", "ordermon", "sweep", "--json", "--config", str(config_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
 
 
@@ -275,9 +341,17 @@ def _sweep(url: str, config_path: Path) -> dict[str, Any]:
 
 def _ceiling(url: str, count: int, concurrency: int, trust_env: bool) -> float:
     out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "ceiling.py"), url + simulator.ZNET_PATH,
-         str(count), str(concurrency), "1" if trust_env else "0"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "ceiling.py"),
+            url + simulator.ZNET_PATH,
+            str(count),
+            str(concurrency),
+            "1" if trust_env else "0",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return float(out.strip())
 
@@ -294,8 +368,10 @@ def _median_run(command: list[str], runs: int) -> float:
 def _history(url: str, finished: int, waiting: int) -> None:
     """``finished`` decided orders with their ordermon history, and ``waiting`` watched ones."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("INSERT INTO users (id, email, balance) VALUES "
-                     "('00000000-0000-4000-8000-000000000001', 'bench@example.com', 0)")
+        conn.execute(
+            "INSERT INTO users (id, email, balance) VALUES "
+            "('00000000-0000-4000-8000-000000000001', 'bench@example.com', 0)"
+        )
         conn.execute(
             """INSERT INTO product_orders (id, status, "userId", "providerId", "externalStatus",
                    "sentAt", provider_referans, "completedAt")
@@ -336,8 +412,11 @@ def _enrol_and_claim(url: str, runs: int = 15) -> float:
 
     from ordermon import store
 
-    rules = [store.ProviderRules(PROVIDER, "provider_referans", dt.timedelta(0),
-                                 dt.timedelta(hours=24), None)]
+    rules = [
+        store.ProviderRules(
+            PROVIDER, "provider_referans", dt.timedelta(0), dt.timedelta(hours=24), None
+        )
+    ]
     times = []
     with db.connect(url, autocommit=True) as conn:
         store.enrol(conn, rules)  # the first sweep enrols the 10,000 waiting orders
@@ -348,19 +427,29 @@ def _enrol_and_claim(url: str, runs: int = 15) -> float:
                 if store.try_enrol_lock(conn):
                     store.enrol(conn, rules)
             with conn.transaction():
-                claims = store.claim(conn, rules, 500, uuid.uuid4(), now,
-                                     now + dt.timedelta(minutes=5))
+                claims = store.claim(
+                    conn, rules, 500, uuid.uuid4(), now, now + dt.timedelta(minutes=5)
+                )
             times.append(time.perf_counter() - started)
             assert len(claims) == 500
-            conn.execute("UPDATE ordermon_enrolments SET next_check_at = now() - interval '1s', "
-                         "claim_token = NULL, claimed_until = NULL WHERE state = 'waiting'")
+            conn.execute(
+                "UPDATE ordermon_enrolments SET next_check_at = now() - interval '1s', "
+                "claim_token = NULL, claimed_until = NULL WHERE state = 'waiting'"
+            )
     return statistics.median(times)
 
 
-def _row(scenario: str, what: str, value: float, unit: str, target: str = "",
-         met: bool | None = None) -> Row:
-    return {"scenario": scenario, "what": what, "value": value, "unit": unit, "target": target,
-            "met": met}
+def _row(
+    scenario: str, what: str, value: float, unit: str, target: str = "", met: bool | None = None
+) -> Row:
+    return {
+        "scenario": scenario,
+        "what": what,
+        "value": value,
+        "unit": unit,
+        "target": target,
+        "met": met,
+    }
 
 
 def _report(server: str, rows: list[Row], arguments: str) -> str:
@@ -377,8 +466,10 @@ def _report(server: str, rows: list[Row], arguments: str) -> str:
     ]
     for row in rows:
         met = "" if row["met"] is None else ("yes" if row["met"] else "**no**")
-        lines.append(f"| {row['scenario']} | {row['what']} | {row['value']:,.2f} | {row['unit']} "
-                     f"| {row['target']} | {met} |")
+        lines.append(
+            f"| {row['scenario']} | {row['what']} | {row['value']:,.2f} | {row['unit']} "
+            f"| {row['target']} | {met} |"
+        )
     return "\n".join(lines)
 
 

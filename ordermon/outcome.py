@@ -35,31 +35,42 @@ class Context:
 
 def record(conn: db.Connection, claim: store.Claim, check: base.Check, ctx: Context) -> str:
     """Apply ``check`` to the order and return what happened (one of the names above)."""
+    return record_many(conn, [(claim, check, ctx)])[0]
+
+
+def record_many(
+    conn: db.Connection, items: list[tuple[store.Claim, base.Check, Context]]
+) -> list[str]:
+    """Apply several answers in one transaction: each order keeps every guard of its own, and
+    the batch shares one commit (one WAL flush instead of one per order)."""
     for attempt in range(_RETRIES):
         try:
             with conn.transaction():
-                result = _apply(conn, claim, check, ctx)
-                if not check.sent:
-                    return result  # held back, nothing was asked: no attempt to show
-                store.insert_attempt(
-                    conn,
-                    claim,
-                    run_id=ctx.run_id,
-                    checked_at=ctx.now,
-                    outcome=str(check.answer.outcome),
-                    applied=result,
-                    latency_ms=check.latency_ms,
-                    http_status=check.http_status,
-                    message=check.answer.message,
-                    excerpt=check.excerpt,
-                )
-                return result
+                return [_apply_and_log(conn, claim, check, ctx) for claim, check, ctx in items]
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
             # A shop transaction locked the same rows in another order: nothing committed,
             # so doing it all again is safe.
             if attempt == _RETRIES - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def _apply_and_log(conn: db.Connection, claim: store.Claim, check: base.Check, ctx: Context) -> str:
+    result = _apply(conn, claim, check, ctx)
+    if check.sent:  # held back, nothing was asked: no attempt to show
+        store.insert_attempt(
+            conn,
+            claim,
+            run_id=ctx.run_id,
+            checked_at=ctx.now,
+            outcome=str(check.answer.outcome),
+            applied=result,
+            latency_ms=check.latency_ms,
+            http_status=check.http_status,
+            message=check.answer.message,
+            excerpt=check.excerpt,
+        )
+    return result
 
 
 def _apply(conn: db.Connection, claim: store.Claim, check: base.Check, ctx: Context) -> str:

@@ -31,6 +31,7 @@ from ordermon import (
 from ordermon.providers import base
 
 Clock = Callable[[], dt.datetime]
+_RECORD_BATCH = 200  # answers per transaction: one commit for many orders
 OnResult = Callable[[store.Claim, base.Check, str], None]
 COUNT_NAMES = store.RUN_COUNTS
 Work = dict[
@@ -227,9 +228,8 @@ class _Sweeper:
             done, _ = concurrent.futures.wait(
                 in_flight, timeout=max(budget, 0.0), return_when="FIRST_COMPLETED"
             )
-            for future in done:
-                lane, claims_by_reference = in_flight.pop(future)
-                self._record(lane, claims_by_reference, future.result())
+            finished = [(*in_flight.pop(future), future.result()) for future in done]
+            self._record(finished)
 
     def _claim_more(self, all_lanes: list[lanes.Lane], in_flight: Work) -> bool:
         """Claim for every lane with room; False once nothing more will be claimed."""
@@ -270,33 +270,41 @@ class _Sweeper:
 
     def _record(
         self,
-        lane: lanes.Lane,
-        claims_by_reference: dict[str, list[store.Claim]],
-        checks: lanes.Result,
+        finished: list[tuple[lanes.Lane, dict[str, list[store.Claim]], lanes.Result]],
     ) -> None:
-        provider = lane.provider
-        first: base.Check | None = None
-        for reference, claims in claims_by_reference.items():
-            check = checks.get(reference) or base.Check(base.error("no answer"), latency_ms=0)
-            first = first or check
-            for claim in claims:
-                ctx = outcome.Context(
-                    provider.name,
-                    provider.policy,
-                    self.cfg.on_failed,
-                    self.run_id,
-                    self.clock(),
-                    random.uniform(-1.0, 1.0),
-                )
-                result = outcome.record(self.conn, claim, check, ctx)
+        """Record every answer that arrived together, a bounded batch per transaction."""
+        items: list[tuple[store.Claim, base.Check, outcome.Context]] = []
+        lanes_of: list[lanes.Lane] = []
+        for lane, claims_by_reference, checks in finished:
+            provider = lane.provider
+            for reference, claims in claims_by_reference.items():
+                check = checks.get(reference) or base.Check(base.error("no answer"), latency_ms=0)
+                for claim in claims:
+                    ctx = outcome.Context(
+                        provider.name,
+                        provider.policy,
+                        self.cfg.on_failed,
+                        self.run_id,
+                        self.clock(),
+                        random.uniform(-1.0, 1.0),
+                    )
+                    items.append((claim, check, ctx))
+                    lanes_of.append(lane)
+        for start in range(0, len(items), _RECORD_BATCH):
+            chunk = items[start : start + _RECORD_BATCH]
+            results = outcome.record_many(self.conn, chunk)
+            chunk_lanes = lanes_of[start : start + _RECORD_BATCH]
+            for (claim, check, _), result, lane in zip(chunk, results, chunk_lanes, strict=True):
                 lane.outstanding -= 1
                 self.counts["failed" if result in outcome.FAILED_RESULTS else result] += 1
                 if self.on_result is not None:
                     self.on_result(claim, check, result)
                 if self.progress is not None:
                     self.progress.advance(1)
-        if first is not None:
-            self._update_health(lane, first)
+        for lane, claims_by_reference, checks in finished:
+            first = next((checks.get(ref) for ref in claims_by_reference), None)
+            if first is not None:
+                self._update_health(lane, first)
 
     def _update_health(self, lane: lanes.Lane, check: base.Check) -> None:
         """One request's verdict on its provider (the breaker lives in the database)."""
