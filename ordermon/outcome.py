@@ -1,8 +1,11 @@
-"""Record what a provider said about a claimed order: the one place that touches money.
+"""Record what providers said about claimed orders: the one place that touches money.
 
-Each answer is recorded in one transaction: the claim is still ours (else nothing changes), the
-order is still the pending dispatch we asked about (else superseded: nothing changes), then the
-order, the refund, ordermon's own state and the attempt row commit together or not at all.
+Answers are recorded in one transaction per batch, and every order keeps its own guards: the
+claim is still this run's (else nothing changes), the order is still the pending dispatch that
+was asked about (else superseded: nothing changes), then the order, the refund, ordermon's own
+state, the event (by trigger) and the attempt row commit together or not at all. Completed,
+processing and error answers are written with one statement per kind for the whole batch;
+refusals, which move money, one order at a time.
 """
 
 import dataclasses
@@ -14,11 +17,14 @@ import psycopg.errors
 from ordermon import db, schedule, shop, store
 from ordermon.providers import base
 
-# What `record` can end in; the sweep counts these.
+# What recording can end in; the sweep counts these.
 COMPLETED, REFUNDED, REJECTED, HELD = "completed", "refunded", "rejected", "held"
 PROCESSING, ERROR, EXPIRED, SUPERSEDED = "processing", "error", "expired", "superseded"
 FAILED_RESULTS = (REFUNDED, REJECTED, HELD)
+CHANGED_MEANWHILE = "the order was decided or re-sent meanwhile"
 _RETRIES = 3
+
+Item = tuple[store.Claim, base.Check, "Context"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,19 +40,16 @@ class Context:
 
 
 def record(conn: db.Connection, claim: store.Claim, check: base.Check, ctx: Context) -> str:
-    """Apply ``check`` to the order and return what happened (one of the names above)."""
+    """Apply one answer and return what happened (one of the names above)."""
     return record_many(conn, [(claim, check, ctx)])[0]
 
 
-def record_many(
-    conn: db.Connection, items: list[tuple[store.Claim, base.Check, Context]]
-) -> list[str]:
-    """Apply several answers in one transaction: each order keeps every guard of its own, and
-    the batch shares one commit (one WAL flush instead of one per order)."""
+def record_many(conn: db.Connection, items: list[Item]) -> list[str]:
+    """Apply several answers in one transaction (one commit for the batch)."""
     for attempt in range(_RETRIES):
         try:
             with conn.transaction():
-                return [_apply_and_log(conn, claim, check, ctx) for claim, check, ctx in items]
+                return _Batch(conn, items).apply()
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
             # A shop transaction locked the same rows in another order: nothing committed,
             # so doing it all again is safe.
@@ -55,79 +58,123 @@ def record_many(
     raise AssertionError("unreachable")
 
 
-def _apply_and_log(conn: db.Connection, claim: store.Claim, check: base.Check, ctx: Context) -> str:
-    result = _apply(conn, claim, check, ctx)
-    if check.sent:  # held back, nothing was asked: no attempt to show
-        store.insert_attempt(
-            conn,
-            claim,
-            run_id=ctx.run_id,
-            checked_at=ctx.now,
-            outcome=str(check.answer.outcome),
-            applied=result,
-            latency_ms=check.latency_ms,
-            http_status=check.http_status,
-            message=check.answer.message,
-            excerpt=check.excerpt,
-        )
-    return result
+class _Batch:
+    def __init__(self, conn: db.Connection, items: list[Item]) -> None:
+        self.conn, self.items = conn, items
+        self.results: list[str] = [""] * len(items)
+        self.releases: list[store.Release] = []
 
-
-def _apply(conn: db.Connection, claim: store.Claim, check: base.Check, ctx: Context) -> str:
-    answer = check.answer
-    if not store.lock_claim(conn, claim):
-        return SUPERSEDED  # our lease ran out and another run took the order over
-    retry_after = dt.timedelta(seconds=check.retry_after) if check.retry_after else None
-    if check.trouble is not None:
-        store.release_claim(
-            conn,
-            claim,
-            state="waiting",
-            outcome=ERROR,
-            message=answer.message,
-            next_check_at=schedule.after_provider_trouble(
-                ctx.now, claim.attempts - 1, ctx.policy, ctx.jitter_draw, retry_after
-            ),
-            now=ctx.now,
-            provider_trouble=True,
+    def apply(self) -> list[str]:
+        held = store.held_claims(self.conn, [claim for claim, _, _ in self.items])
+        writes: list[shop.OrderWrite] = []
+        for index, (claim, check, ctx) in enumerate(self.items):
+            answer = check.answer
+            if claim.enrolment_id not in held:
+                self.results[index] = SUPERSEDED  # our lease ran out; another run took over
+            elif check.trouble is not None:
+                self._provider_trouble(index, claim, check, ctx)
+            elif answer.outcome is base.Outcome.FAILED:
+                order = shop.lock_order(self.conn, claim)
+                self.results[index] = (
+                    _fail(self.conn, claim, order, answer, ctx)
+                    if order is not None
+                    else _finish(self.conn, claim, "superseded", SUPERSEDED, CHANGED_MEANWHILE, ctx)
+                )
+            elif answer.outcome is base.Outcome.COMPLETED:
+                writes.append(_completion(claim, answer, ctx))
+            elif answer.outcome is base.Outcome.PROCESSING:
+                writes.append(
+                    shop.OrderWrite(
+                        claim, ctx.now, external_status="processing", message=answer.message
+                    )
+                )
+        written = shop.write_orders(self.conn, writes)
+        for index, (claim, check, ctx) in enumerate(self.items):
+            if not self.results[index]:
+                self._after_write(index, claim, check, ctx, claim.order_id in written)
+        store.release_claims(self.conn, self.releases)
+        store.insert_attempts(
+            self.conn,
+            [
+                store.Attempt(
+                    claim,
+                    ctx.run_id,
+                    ctx.now,
+                    str(check.answer.outcome),
+                    result,
+                    check.latency_ms,
+                    check.http_status,
+                    check.answer.message,
+                    check.excerpt,
+                )
+                for (claim, check, ctx), result in zip(self.items, self.results, strict=True)
+                if check.sent  # held back, nothing was asked: no attempt to show
+            ],
         )
-        return ERROR
-    if answer.outcome is base.Outcome.COMPLETED or answer.outcome is base.Outcome.FAILED:
-        order = shop.lock_order(conn, claim)
-        if order is None:
-            return _supersede(conn, claim, ctx, "the order was decided or re-sent meanwhile")
+        return self.results
+
+    def _provider_trouble(
+        self, index: int, claim: store.Claim, check: base.Check, ctx: Context
+    ) -> None:
+        """The provider, not the order, failed: no attempt spent, never an expiry."""
+        retry_after = dt.timedelta(seconds=check.retry_after) if check.retry_after else None
+        next_check = schedule.after_provider_trouble(
+            ctx.now, claim.attempts - 1, ctx.policy, ctx.jitter_draw, retry_after
+        )
+        self.releases.append(
+            store.Release(
+                claim,
+                "waiting",
+                ERROR,
+                check.answer.message,
+                next_check,
+                ctx.now,
+                provider_trouble=True,
+            )
+        )
+        self.results[index] = ERROR
+
+    def _after_write(
+        self, index: int, claim: store.Claim, check: base.Check, ctx: Context, written: bool
+    ) -> None:
+        answer = check.answer
+        if answer.outcome is not base.Outcome.ERROR and not written:
+            self.releases.append(
+                store.Release(claim, "superseded", SUPERSEDED, CHANGED_MEANWHILE, None, ctx.now)
+            )
+            self.results[index] = SUPERSEDED
+            return
         if answer.outcome is base.Outcome.COMPLETED:
-            return _complete(conn, claim, answer, ctx)
-        return _fail(conn, claim, order, answer, ctx)
-    if answer.outcome is base.Outcome.PROCESSING and not shop.write_order(
-        conn, claim, now=ctx.now, external_status="processing", message=answer.message
-    ):
-        return _supersede(conn, claim, ctx, "the order was decided or re-sent meanwhile")
-    next_check = schedule.next_check_at(
-        ctx.now, claim.attempts, claim.deadline, ctx.policy, ctx.jitter_draw, retry_after
-    )
-    store.release_claim(
-        conn,
-        claim,
-        state="waiting" if next_check else "expired",
-        outcome=str(answer.outcome) if next_check else EXPIRED,
-        message=answer.message,
-        next_check_at=next_check,
-        now=ctx.now,
-    )
-    if next_check is None:
-        return EXPIRED
-    return PROCESSING if answer.outcome is base.Outcome.PROCESSING else ERROR
+            self.releases.append(
+                store.Release(claim, "done", COMPLETED, answer.message, None, ctx.now)
+            )
+            self.results[index] = COMPLETED
+            return
+        retry_after = dt.timedelta(seconds=check.retry_after) if check.retry_after else None
+        next_check = schedule.next_check_at(
+            ctx.now, claim.attempts, claim.deadline, ctx.policy, ctx.jitter_draw, retry_after
+        )
+        if next_check is None:
+            self.releases.append(
+                store.Release(claim, "expired", EXPIRED, answer.message, None, ctx.now)
+            )
+            self.results[index] = EXPIRED
+            return
+        self.releases.append(
+            store.Release(
+                claim, "waiting", str(answer.outcome), answer.message, next_check, ctx.now
+            )
+        )
+        self.results[index] = PROCESSING if answer.outcome is base.Outcome.PROCESSING else ERROR
 
 
-def _complete(conn: db.Connection, claim: store.Claim, answer: base.Answer, ctx: Context) -> str:
+def _completion(claim: store.Claim, answer: base.Answer, ctx: Context) -> shop.OrderWrite:
     note = f"{ctx.provider_name}: delivered"
     note += " (PIN stored)" if answer.pin else ""
     note += f": {answer.message}" if answer.message else ""
-    shop.write_order(
-        conn,
+    return shop.OrderWrite(
         claim,
-        now=ctx.now,
+        ctx.now,
         status="approved",
         external_status="done",
         pin=answer.pin,
@@ -136,8 +183,6 @@ def _complete(conn: db.Connection, claim: store.Claim, answer: base.Answer, ctx:
         message=answer.message,
         note=note,
     )
-    _finish(conn, claim, "done", COMPLETED, answer.message, ctx)
-    return COMPLETED
 
 
 def _fail(
@@ -165,15 +210,9 @@ def _fail(
     if policy == "hold":
         note = f"{said}; left pending for a person" + (f" ({why})" if why else "")
         shop.write_order(
-            conn,
-            claim,
-            now=ctx.now,
-            external_status="failed",
-            message=answer.message,
-            note=note,
+            conn, claim, now=ctx.now, external_status="failed", message=answer.message, note=note
         )
-        _finish(conn, claim, "held", HELD, answer.message, ctx)
-        return HELD
+        return _finish(conn, claim, "held", HELD, answer.message, ctx)
     if policy == "refund":
         note = f"{said}; refunded {amount} {order.currency}"
     else:
@@ -188,14 +227,9 @@ def _fail(
         message=answer.message,
         note=note,
     )
-    result = REFUNDED if policy == "refund" else REJECTED
-    _finish(conn, claim, "done", result, answer.message, ctx)
-    return result
-
-
-def _supersede(conn: db.Connection, claim: store.Claim, ctx: Context, why: str) -> str:
-    _finish(conn, claim, "superseded", SUPERSEDED, why, ctx)
-    return SUPERSEDED
+    return _finish(
+        conn, claim, "done", REFUNDED if policy == "refund" else REJECTED, answer.message, ctx
+    )
 
 
 def _finish(
@@ -205,13 +239,8 @@ def _finish(
     outcome: str,
     message: str | None,
     ctx: Context,
-) -> None:
+) -> str:
     store.release_claim(
-        conn,
-        claim,
-        state=state,
-        outcome=outcome,
-        message=message,
-        next_check_at=None,
-        now=ctx.now,
+        conn, claim, state=state, outcome=outcome, message=message, next_check_at=None, now=ctx.now
     )
+    return outcome

@@ -277,86 +277,107 @@ def supersede_claims(
     return max(cursor.rowcount, 0)
 
 
-def lock_claim(conn: db.Connection, claim: Claim) -> bool:
-    """Whether this run still holds the claim (and lock it for the rest of the transaction)."""
-    row = conn.execute(
-        "SELECT 1 FROM ordermon_enrolments WHERE id = %(id)s AND claim_token = %(token)s "
-        "AND state = 'waiting' FOR UPDATE",
-        {"id": claim.enrolment_id, "token": claim.token},
-    ).fetchone()
-    return row is not None
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """How a run lets go of one claim. After ``provider_trouble`` (the provider, not the order,
+    failed) the attempt counted at claim is given back and the order does not count as
+    checked."""
+
+    claim: Claim
+    state: str
+    outcome: str
+    message: str | None
+    next_check_at: dt.datetime | None
+    now: dt.datetime
+    provider_trouble: bool = False
 
 
-def release_claim(
-    conn: db.Connection,
-    claim: Claim,
-    *,
-    state: str,
-    outcome: str,
-    message: str | None,
-    next_check_at: dt.datetime | None,
-    now: dt.datetime,
-    provider_trouble: bool = False,
-) -> bool:
-    """End this run's hold on the enrolment: back to waiting (with its next check) or final.
+def release_claim(conn: db.Connection, claim: Claim, **how: Any) -> bool:
+    """End this run's hold on one enrolment: back to waiting (with its next check) or final."""
+    return release_claims(conn, [Release(claim, **how)]) == 1
 
-    After ``provider_trouble`` (the provider, not the order, failed) the attempt counted at
-    claim is given back and the order does not count as checked."""
+
+def release_claims(conn: db.Connection, releases: Sequence[Release]) -> int:
+    """End this run's hold on many enrolments in one statement (each guarded by its token)."""
+    if not releases:
+        return 0
     cursor = conn.execute(
-        """UPDATE ordermon_enrolments
-           SET state = %(state)s, claim_token = NULL, claimed_until = NULL,
-               next_check_at = COALESCE(%(next_check_at)s, next_check_at),
-               attempts = attempts - CASE WHEN %(trouble)s THEN 1 ELSE 0 END,
-               last_checked_at = CASE WHEN %(trouble)s THEN last_checked_at ELSE %(now)s END,
-               last_outcome = %(outcome)s,
-               last_message = %(message)s,
-               finished_at = CASE WHEN %(state)s = 'waiting' THEN NULL ELSE %(now)s END
-           WHERE id = %(id)s AND claim_token = %(token)s AND state = 'waiting'""",
+        """UPDATE ordermon_enrolments e
+           SET state = v.state, claim_token = NULL, claimed_until = NULL,
+               next_check_at = COALESCE(v.next_check_at, e.next_check_at),
+               attempts = e.attempts - CASE WHEN v.trouble THEN 1 ELSE 0 END,
+               last_checked_at = CASE WHEN v.trouble THEN e.last_checked_at ELSE v.now END,
+               last_outcome = v.outcome, last_message = v.message,
+               finished_at = CASE WHEN v.state = 'waiting' THEN NULL ELSE v.now END
+           FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(states)s::text[],
+                       %(outcomes)s::text[], %(messages)s::text[],
+                       %(nexts)s::timestamptz[], %(troubles)s::boolean[],
+                       %(nows)s::timestamptz[])
+                AS v(id, token, state, outcome, message, next_check_at, trouble, now)
+           WHERE e.id = v.id AND e.claim_token = v.token AND e.state = 'waiting'""",
         {
-            "id": claim.enrolment_id,
-            "token": claim.token,
-            "state": state,
-            "outcome": outcome,
-            "message": message,
-            "next_check_at": next_check_at,
-            "now": now,
-            "trouble": provider_trouble,
+            "ids": [r.claim.enrolment_id for r in releases],
+            "tokens": [r.claim.token for r in releases],
+            "states": [r.state for r in releases],
+            "outcomes": [r.outcome for r in releases],
+            "messages": [r.message for r in releases],
+            "nexts": [r.next_check_at for r in releases],
+            "troubles": [r.provider_trouble for r in releases],
+            "nows": [r.now for r in releases],
         },
     )
-    return cursor.rowcount == 1
+    return max(cursor.rowcount, 0)
 
 
-def insert_attempt(
-    conn: db.Connection,
-    claim: Claim,
-    *,
-    run_id: int | None,
-    checked_at: dt.datetime,
-    outcome: str,
-    applied: str | None,
-    latency_ms: int | None,
-    http_status: int | None,
-    message: str | None,
-    excerpt: str | None,
-) -> None:
+def held_claims(conn: db.Connection, claims: Sequence[Claim]) -> set[int]:
+    """The enrolments this run still holds (locked, in id order, for the transaction)."""
+    rows = conn.execute(
+        """SELECT e.id FROM ordermon_enrolments e
+           JOIN unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS v(id, token)
+             ON e.id = v.id AND e.claim_token = v.token
+           WHERE e.state = 'waiting' ORDER BY e.id FOR UPDATE OF e""",
+        {"ids": [c.enrolment_id for c in claims], "tokens": [c.token for c in claims]},
+    )
+    return {row["id"] for row in rows}
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """One provider call, as `ordermon show` tells it."""
+
+    claim: Claim
+    run_id: int | None
+    checked_at: dt.datetime
+    outcome: str
+    applied: str | None
+    latency_ms: int | None
+    http_status: int | None
+    message: str | None
+    excerpt: str | None
+
+
+def insert_attempts(conn: db.Connection, attempts: Sequence[Attempt]) -> None:
+    if not attempts:
+        return
     conn.execute(
         """INSERT INTO ordermon_attempts (enrolment_id, order_id, provider_id, run_id,
                checked_at, latency_ms, http_status, outcome, applied, message, excerpt)
-           VALUES (%(enrolment_id)s, %(order_id)s, %(provider_id)s, %(run_id)s, %(checked_at)s,
-               %(latency_ms)s, %(http_status)s, %(outcome)s, %(applied)s, %(message)s,
-               %(excerpt)s)""",
+           SELECT * FROM unnest(%(enrolments)s::bigint[], %(orders)s::uuid[],
+               %(providers)s::text[], %(runs)s::bigint[], %(times)s::timestamptz[],
+               %(latencies)s::int[], %(statuses)s::int[], %(outcomes)s::text[],
+               %(applied)s::text[], %(messages)s::text[], %(excerpts)s::text[])""",
         {
-            "enrolment_id": claim.enrolment_id,
-            "order_id": claim.order_id,
-            "provider_id": claim.provider_id,
-            "run_id": run_id,
-            "checked_at": checked_at,
-            "latency_ms": latency_ms,
-            "http_status": http_status,
-            "outcome": outcome,
-            "applied": applied,
-            "message": message,
-            "excerpt": excerpt,
+            "enrolments": [a.claim.enrolment_id for a in attempts],
+            "orders": [a.claim.order_id for a in attempts],
+            "providers": [a.claim.provider_id for a in attempts],
+            "runs": [a.run_id for a in attempts],
+            "times": [a.checked_at for a in attempts],
+            "latencies": [a.latency_ms for a in attempts],
+            "statuses": [a.http_status for a in attempts],
+            "outcomes": [a.outcome for a in attempts],
+            "applied": [a.applied for a in attempts],
+            "messages": [a.message for a in attempts],
+            "excerpts": [a.excerpt for a in attempts],
         },
     )
 
