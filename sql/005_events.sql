@@ -34,51 +34,63 @@ CREATE TABLE ordermon_webhook_cursors (
     last_seq bigint NOT NULL
 );
 
-CREATE FUNCTION ordermon_enrolment_event() RETURNS trigger LANGUAGE plpgsql AS $$
+-- One statement-level trigger: the events of a whole batch are written by one INSERT.
+CREATE FUNCTION ordermon_enrolment_events() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    o            record;
-    event_type   text;
-    event_id     uuid := gen_random_uuid();
-    refunded     numeric;
-    body         jsonb;
-    channel      text := current_setting('ordermon.notify_channel', true);
+    channel     text := coalesce(current_setting('ordermon.notify_channel', true), '');
+    include_pin boolean := coalesce(current_setting('ordermon.include_pin', true), '') = 'on';
+    notices     text[];
 BEGIN
-    SELECT status, "externalStatus", "tenantId", "pinCode" INTO o
-    FROM product_orders WHERE id = NEW.order_id;
-    event_type := CASE NEW.state
-        WHEN 'done' THEN CASE WHEN o.status = 'approved' THEN 'order.completed'
-                              ELSE 'order.failed' END
-        WHEN 'held' THEN 'order.failed'
-        WHEN 'expired' THEN 'order.expired'
-        ELSE 'order.superseded' END;
-    SELECT amount INTO refunded FROM ordermon_refunds
-    WHERE order_id = NEW.order_id AND enrolment_id = NEW.id;
-    body := jsonb_build_object(
-        'id', event_id,
-        'type', event_type,
-        'time', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        'order_id', NEW.order_id,
-        'tenant', o."tenantId",
-        'provider', NEW.provider_id,
-        'status', o.status,
-        'externalStatus', o."externalStatus",
-        'pin_present', o."pinCode" IS NOT NULL,
-        'refund_amount', refunded,
-        'message', NEW.last_message);
-    IF current_setting('ordermon.include_pin', true) = 'on' THEN
-        body := body || jsonb_build_object('pin', o."pinCode");
-    END IF;
-    INSERT INTO ordermon_events (id, type, order_id, payload)
-    VALUES (event_id, event_type, NEW.order_id, body);
-    IF channel IS NOT NULL AND channel <> '' THEN
+    WITH finished AS (
+        SELECT n.id, n.order_id, n.provider_id, n.state, n.last_message
+        FROM new_rows n JOIN old_rows o ON o.id = n.id
+        WHERE o.state = 'waiting' AND n.state <> 'waiting'
+    ), described AS (
+        SELECT gen_random_uuid() AS event_id, f.*, p.status, p."externalStatus" AS external,
+               p."tenantId" AS tenant, p."pinCode" AS pin, r.amount AS refunded,
+               CASE f.state
+                   WHEN 'done' THEN CASE WHEN p.status = 'approved' THEN 'order.completed'
+                                         ELSE 'order.failed' END
+                   WHEN 'held' THEN 'order.failed'
+                   WHEN 'expired' THEN 'order.expired'
+                   ELSE 'order.superseded' END AS event_type
+        FROM finished f
+        LEFT JOIN product_orders p ON p.id = f.order_id
+        LEFT JOIN ordermon_refunds r ON r.order_id = f.order_id AND r.enrolment_id = f.id
+    ), made AS (
+        INSERT INTO ordermon_events (id, type, order_id, payload)
+        SELECT event_id, event_type, order_id,
+               jsonb_build_object(
+                   'id', event_id,
+                   'type', event_type,
+                   'time', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   'order_id', order_id,
+                   'tenant', tenant,
+                   'provider', provider_id,
+                   'status', status,
+                   'externalStatus', external,
+                   'pin_present', pin IS NOT NULL,
+                   'refund_amount', refunded,
+                   'message', last_message)
+               || CASE WHEN include_pin THEN jsonb_build_object('pin', pin) ELSE '{}' END
+        FROM described
+        RETURNING id, type, seq
+    )
+    SELECT array_agg(jsonb_build_object('id', id, 'type', type)::text ORDER BY seq)
+    INTO notices FROM made;
+    IF channel <> '' AND notices IS NOT NULL THEN
         -- Delivered to listeners only if this transaction commits; small enough for NOTIFY.
-        PERFORM pg_notify(channel, jsonb_build_object('id', event_id, 'type', event_type)::text);
+        PERFORM pg_notify(channel, notice) FROM unnest(notices) AS notice;
     END IF;
-    RETURN NEW;
+    RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER ordermon_enrolment_event
-    AFTER UPDATE OF state ON ordermon_enrolments
-    FOR EACH ROW WHEN (OLD.state = 'waiting' AND NEW.state <> 'waiting')
-    EXECUTE FUNCTION ordermon_enrolment_event();
+CREATE TRIGGER ordermon_enrolment_events
+    AFTER UPDATE ON ordermon_enrolments
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT
+    EXECUTE FUNCTION ordermon_enrolment_events();
+
+-- Status reads the last hour and day by time; the per-provider index costs every insert.
+DROP INDEX ordermon_attempts_provider;
