@@ -25,13 +25,11 @@ class Lane:
         self.provider = provider
         self.rules = rules
         self.concurrency = cfg.concurrency_of(provider)
-        self.adapter = providers.build(provider, self.concurrency)
+        self._adapter: base.Provider | None = None
         self.limiter = pacing.RateLimiter(provider.rate_limit)
         self.hold = pacing.Hold()
         self._slots = slots
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            self.concurrency, f"ordermon-{provider.name}"
-        )
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         # Claim no more than this lane can finish within the lease, even if every request
         # takes its full timeout and waits for the rate limit.
         lease = cfg.sweep.lease.total_seconds()
@@ -57,12 +55,23 @@ class Lane:
             return 0
         return max(min(batch_size, self.capacity - self.outstanding), 0)
 
+    @property
+    def adapter(self) -> base.Provider:
+        """Built at the first claim: an idle run imports no HTTP client at all."""
+        if self._adapter is None:
+            self._adapter = providers.build(self.provider, self.concurrency)
+        return self._adapter
+
     def submit(
         self, references: Sequence[str]
     ) -> list[tuple[list[str], "concurrent.futures.Future[Result]"]]:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                self.concurrency, f"ordermon-{self.provider.name}"
+            )
+        executor = self._executor
         return [
-            (group, self._executor.submit(self._send, group))
-            for group in self.adapter.plan(references)
+            (group, executor.submit(self._send, group)) for group in self.adapter.plan(references)
         ]
 
     def _send(self, group: list[str]) -> Result:
@@ -109,5 +118,7 @@ class Lane:
         return dict.fromkeys(group, deferred)
 
     def close(self, wait: bool) -> None:
-        self._executor.shutdown(wait=wait, cancel_futures=True)
-        self.adapter.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=wait, cancel_futures=True)
+        if self._adapter is not None:
+            self._adapter.close()

@@ -58,6 +58,14 @@ def record_many(conn: db.Connection, items: list[Item]) -> list[str]:
     raise AssertionError("unreachable")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Refusal:
+    """What the on_failed policy decided for one refused order."""
+
+    result: str  # REFUNDED, REJECTED or HELD
+    write: shop.OrderWrite
+
+
 class _Batch:
     def __init__(self, conn: db.Connection, items: list[Item]) -> None:
         self.conn, self.items = conn, items
@@ -67,6 +75,7 @@ class _Batch:
     def apply(self) -> list[str]:
         held = store.held_claims(self.conn, [claim for claim, _, _ in self.items])
         writes: list[shop.OrderWrite] = []
+        refused: list[int] = []
         for index, (claim, check, ctx) in enumerate(self.items):
             answer = check.answer
             if claim.enrolment_id not in held:
@@ -74,12 +83,7 @@ class _Batch:
             elif check.trouble is not None:
                 self._provider_trouble(index, claim, check, ctx)
             elif answer.outcome is base.Outcome.FAILED:
-                order = shop.lock_order(self.conn, claim)
-                self.results[index] = (
-                    _fail(self.conn, claim, order, answer, ctx)
-                    if order is not None
-                    else _finish(self.conn, claim, "superseded", SUPERSEDED, CHANGED_MEANWHILE, ctx)
-                )
+                refused.append(index)
             elif answer.outcome is base.Outcome.COMPLETED:
                 writes.append(_completion(claim, answer, ctx))
             elif answer.outcome is base.Outcome.PROCESSING:
@@ -88,10 +92,14 @@ class _Batch:
                         claim, ctx.now, external_status="processing", message=answer.message
                     )
                 )
+        refusals = self._refusals(refused)
+        writes.extend(refusal.write for refusal in refusals.values())
         written = shop.write_orders(self.conn, writes)
         for index, (claim, check, ctx) in enumerate(self.items):
             if not self.results[index]:
-                self._after_write(index, claim, check, ctx, claim.order_id in written)
+                self._after_write(
+                    index, claim, check, ctx, claim.order_id in written, refusals.get(index)
+                )
         store.release_claims(self.conn, self.releases)
         store.insert_attempts(
             self.conn,
@@ -112,6 +120,37 @@ class _Batch:
             ],
         )
         return self.results
+
+    def _refusals(self, indexes: list[int]) -> dict[int, _Refusal]:
+        """Apply the on_failed policy to the refused orders: lock them (compare-and-set),
+        refund those the policy refunds (once ever), decide the rest."""
+        orders = shop.lock_orders(self.conn, [self.items[i][0] for i in indexes])
+        decisions: dict[int, tuple[str, str]] = {}
+        refunds: list[shop.Refund] = []
+        for index in indexes:
+            claim, _, ctx = self.items[index]
+            order = orders.get(claim.order_id)
+            if order is None:
+                continue  # decided or re-sent meanwhile: superseded after the write
+            decisions[index] = _policy(ctx.on_failed, order)
+            if decisions[index][0] == "refund":
+                description = (
+                    f"Refund for order {order.order_no or claim.order_id}: "
+                    f"rejected by provider {ctx.provider_name}"
+                )
+                assert order.user_id is not None
+                refunds.append(
+                    shop.Refund(claim, order.user_id, Decimal(order.amount), description, ctx.now)
+                )
+        refunded = shop.insert_refunds(self.conn, refunds)
+        refusals = {}
+        for index, (policy, why) in decisions.items():
+            claim, check, ctx = self.items[index]
+            order = orders[claim.order_id]
+            if policy == "refund" and claim.order_id not in refunded:
+                policy, why = "hold", "this order was refunded once already"
+            refusals[index] = _refusal(claim, check.answer, ctx, order, policy, why)
+        return refusals
 
     def _provider_trouble(
         self, index: int, claim: store.Claim, check: base.Check, ctx: Context
@@ -135,37 +174,55 @@ class _Batch:
         self.results[index] = ERROR
 
     def _after_write(
-        self, index: int, claim: store.Claim, check: base.Check, ctx: Context, written: bool
+        self,
+        index: int,
+        claim: store.Claim,
+        check: base.Check,
+        ctx: Context,
+        written: bool,
+        refusal: _Refusal | None,
     ) -> None:
         answer = check.answer
         if answer.outcome is not base.Outcome.ERROR and not written:
-            self.releases.append(
-                store.Release(claim, "superseded", SUPERSEDED, CHANGED_MEANWHILE, None, ctx.now)
+            self._release(index, claim, "superseded", SUPERSEDED, CHANGED_MEANWHILE, None, ctx)
+        elif refusal is not None:
+            state = "held" if refusal.result == HELD else "done"
+            self._release(index, claim, state, refusal.result, answer.message, None, ctx)
+        elif answer.outcome is base.Outcome.COMPLETED:
+            self._release(index, claim, "done", COMPLETED, answer.message, None, ctx)
+        else:
+            retry_after = dt.timedelta(seconds=check.retry_after) if check.retry_after else None
+            next_check = schedule.next_check_at(
+                ctx.now,
+                claim.attempts,
+                claim.deadline,
+                ctx.policy,
+                ctx.jitter_draw,
+                retry_after,
             )
-            self.results[index] = SUPERSEDED
-            return
-        if answer.outcome is base.Outcome.COMPLETED:
-            self.releases.append(
-                store.Release(claim, "done", COMPLETED, answer.message, None, ctx.now)
-            )
-            self.results[index] = COMPLETED
-            return
-        retry_after = dt.timedelta(seconds=check.retry_after) if check.retry_after else None
-        next_check = schedule.next_check_at(
-            ctx.now, claim.attempts, claim.deadline, ctx.policy, ctx.jitter_draw, retry_after
-        )
-        if next_check is None:
-            self.releases.append(
-                store.Release(claim, "expired", EXPIRED, answer.message, None, ctx.now)
-            )
-            self.results[index] = EXPIRED
-            return
-        self.releases.append(
-            store.Release(
-                claim, "waiting", str(answer.outcome), answer.message, next_check, ctx.now
-            )
-        )
-        self.results[index] = PROCESSING if answer.outcome is base.Outcome.PROCESSING else ERROR
+            if next_check is None:
+                self._release(index, claim, "expired", EXPIRED, answer.message, None, ctx)
+            else:
+                result = PROCESSING if answer.outcome is base.Outcome.PROCESSING else ERROR
+                self.releases.append(
+                    store.Release(
+                        claim, "waiting", str(answer.outcome), answer.message, next_check, ctx.now
+                    )
+                )
+                self.results[index] = result
+
+    def _release(
+        self,
+        index: int,
+        claim: store.Claim,
+        state: str,
+        result: str,
+        message: str | None,
+        next_check: dt.datetime | None,
+        ctx: Context,
+    ) -> None:
+        self.releases.append(store.Release(claim, state, result, message, next_check, ctx.now))
+        self.results[index] = result
 
 
 def _completion(claim: store.Claim, answer: base.Answer, ctx: Context) -> shop.OrderWrite:
@@ -185,62 +242,41 @@ def _completion(claim: store.Claim, answer: base.Answer, ctx: Context) -> shop.O
     )
 
 
-def _fail(
-    conn: db.Connection,
+def _policy(on_failed: str, order: shop.LockedOrder) -> tuple[str, str]:
+    """The policy that applies to this order, and why when it is not the configured one."""
+    if on_failed == "refund" and order.user_id is None:
+        return "hold", "the order has no customer to refund"
+    if on_failed == "refund" and Decimal(order.amount or 0) <= 0:
+        return "reject", "nothing was charged"
+    return on_failed, ""
+
+
+def _refusal(
     claim: store.Claim,
-    order: shop.LockedOrder,
     answer: base.Answer,
     ctx: Context,
-) -> str:
+    order: shop.LockedOrder,
+    policy: str,
+    why: str,
+) -> _Refusal:
     said = f"{ctx.provider_name}: refused" + (f": {answer.message}" if answer.message else "")
-    policy, why = ctx.on_failed, ""
-    amount = Decimal(order.amount or 0)
-    if policy == "refund" and order.user_id is None:
-        policy, why = "hold", "the order has no customer to refund"
-    if policy == "refund" and amount <= 0:
-        policy, why = "reject", "nothing was charged"
-    if policy == "refund":
-        description = (
-            f"Refund for order {order.order_no or claim.order_id}: "
-            f"rejected by provider {ctx.provider_name}"
-        )
-        assert order.user_id is not None
-        if not shop.insert_refund(conn, claim, order.user_id, amount, description, ctx.now):
-            policy, why = "hold", "this order was refunded once already"
     if policy == "hold":
         note = f"{said}; left pending for a person" + (f" ({why})" if why else "")
-        shop.write_order(
-            conn, claim, now=ctx.now, external_status="failed", message=answer.message, note=note
+        write = shop.OrderWrite(
+            claim, ctx.now, external_status="failed", message=answer.message, note=note
         )
-        return _finish(conn, claim, "held", HELD, answer.message, ctx)
+        return _Refusal(HELD, write)
     if policy == "refund":
-        note = f"{said}; refunded {amount} {order.currency}"
+        note = f"{said}; refunded {Decimal(order.amount)} {order.currency}"
     else:
         note = f"{said}; not refunded ({why or 'on_failed: reject'})"
-    shop.write_order(
-        conn,
+    write = shop.OrderWrite(
         claim,
-        now=ctx.now,
+        ctx.now,
         status="rejected",
         external_status="failed",
         finished=True,
         message=answer.message,
         note=note,
     )
-    return _finish(
-        conn, claim, "done", REFUNDED if policy == "refund" else REJECTED, answer.message, ctx
-    )
-
-
-def _finish(
-    conn: db.Connection,
-    claim: store.Claim,
-    state: str,
-    outcome: str,
-    message: str | None,
-    ctx: Context,
-) -> str:
-    store.release_claim(
-        conn, claim, state=state, outcome=outcome, message=message, next_check_at=None, now=ctx.now
-    )
-    return outcome
+    return _Refusal(REFUNDED if policy == "refund" else REJECTED, write)

@@ -21,26 +21,35 @@ class LockedOrder:
     order_no: int | None
 
 
-# The order still is the dispatch the enrolment watches: pending, monitored, same key.
-_SAME_DISPATCH = """
-    o.status = 'pending'
-    AND o."externalStatus" IN ('sent', 'queued', 'processing')
-    AND o."providerId" = %(provider_id)s
-    AND o."sentAt" = %(sent_at)s
-    AND ordermon_reference(%(reference_rule)s, o.provider_referans, o."externalOrderId", o.id)
-        = %(reference)s
-"""
-
-
-def lock_order(conn: db.Connection, claim: store.Claim) -> LockedOrder | None:
-    """Lock the order row if it still is this claim's pending dispatch (compare-and-set)."""
-    row = conn.execute(
-        'SELECT o."userId" AS user_id, o."sellPriceAmount" AS amount, '
-        'o."sellPriceCurrency" AS currency, o."orderNo" AS order_no '
-        "FROM product_orders o WHERE o.id = %(order_id)s AND " + _SAME_DISPATCH + " FOR UPDATE",
-        _dispatch(claim),
-    ).fetchone()
-    return LockedOrder(**row) if row else None
+def lock_orders(conn: db.Connection, claims: Sequence[store.Claim]) -> dict[uuid.UUID, LockedOrder]:
+    """Lock the orders that still are their claim's pending dispatch (compare-and-set), in id
+    order; the others are missing from the result."""
+    if not claims:
+        return {}
+    rows = conn.execute(
+        """SELECT o.id, o."userId" AS user_id, o."sellPriceAmount" AS amount,
+                  o."sellPriceCurrency" AS currency, o."orderNo" AS order_no
+           FROM product_orders o
+           JOIN unnest(%(order_id)s::uuid[], %(provider_id)s::text[],
+                       %(sent_at)s::timestamptz[], %(reference_rule)s::text[],
+                       %(reference)s::text[])
+                AS v(order_id, provider_id, sent_at, reference_rule, reference)
+             ON o.id = v.order_id
+           WHERE o.status = 'pending'
+             AND o."externalStatus" IN ('sent', 'queued', 'processing')
+             AND o."providerId" = v.provider_id AND o."sentAt" = v.sent_at
+             AND ordermon_reference(v.reference_rule, o.provider_referans, o."externalOrderId",
+                                    o.id) = v.reference
+           ORDER BY o.id FOR UPDATE OF o""",
+        {
+            "order_id": [c.order_id for c in claims],
+            "provider_id": [c.provider_id for c in claims],
+            "sent_at": [c.sent_at for c in claims],
+            "reference_rule": [c.reference_rule for c in claims],
+            "reference": [c.reference for c in claims],
+        },
+    )
+    return {row.pop("id"): LockedOrder(**row) for row in rows}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +65,6 @@ class OrderWrite:
     set_pin: bool = False
     finished: bool = False
     note: str | None = None
-
-
-def write_order(conn: db.Connection, claim: store.Claim, **changes: Any) -> bool:
-    """Write one outcome, only while the order still is this claim's dispatch."""
-    return claim.order_id in write_orders(conn, [OrderWrite(claim, **changes)])
 
 
 def write_orders(conn: db.Connection, writes: Sequence[OrderWrite]) -> set[uuid.UUID]:
@@ -150,63 +154,73 @@ _WRITE_ORDERS = (
 )
 
 
-def insert_refund(
-    conn: db.Connection,
-    claim: store.Claim,
-    user_id: uuid.UUID,
-    amount: Any,
-    description: str,
-    now: dt.datetime,
-) -> bool:
-    """Give the customer back what they paid, once: False when this order was refunded before.
+@dataclasses.dataclass(frozen=True)
+class Refund:
+    claim: store.Claim
+    user_id: uuid.UUID
+    amount: Any  # Decimal
+    description: str
+    now: dt.datetime
+
+
+def insert_refunds(conn: db.Connection, refunds: Sequence[Refund]) -> set[uuid.UUID]:
+    """Give customers back what they paid, once per order; returns the orders refunded now
+    (an order refunded before is left out, and nothing moves for it).
 
     The primary key of ordermon_refunds makes a second refund of one order impossible, even
-    for two transactions racing each other.
-    """
-    transaction_id = uuid.uuid4()
-    claimed = conn.execute(
-        """INSERT INTO ordermon_refunds
-               (order_id, user_id, amount, wallet_transaction_id, enrolment_id, refunded_at)
-           VALUES (%(order_id)s, %(user_id)s, %(amount)s, %(tx)s, %(enrolment_id)s, %(now)s)
-           ON CONFLICT (order_id) DO NOTHING""",
-        {
-            "order_id": claim.order_id,
-            "user_id": user_id,
-            "amount": amount,
-            "tx": transaction_id,
-            "enrolment_id": claim.enrolment_id,
-            "now": now,
-        },
-    )
-    if claimed.rowcount != 1:
-        return False
-    conn.execute(
-        """WITH credited AS (
-               UPDATE users SET balance = balance + %(amount)s WHERE id = %(user_id)s
-               RETURNING balance
-           )
-           INSERT INTO wallet_transactions (id, "userId", "orderId", type, amount,
-               "balanceBefore", "balanceAfter", description, "createdAt")
-           SELECT %(tx)s, %(user_id)s, %(order_id)s, 'refund', %(amount)s,
-               balance - %(amount)s, balance, %(description)s, %(now)s
-           FROM credited""",
-        {
-            "tx": transaction_id,
-            "user_id": user_id,
-            "order_id": claim.order_id,
-            "amount": amount,
-            "description": description,
-            "now": now,
-        },
-    )
-    return True
-
-
-def _dispatch(claim: store.Claim) -> dict[str, Any]:
-    return {
-        "order_id": claim.order_id,
-        "provider_id": claim.provider_id,
-        "sent_at": claim.sent_at,
-        "reference_rule": claim.reference_rule,
-        "reference": claim.reference,
+    for two transactions racing each other. Several refunds to one customer in a batch get
+    their wallet rows with running balances, in order."""
+    if not refunds:
+        return set()
+    transactions = {r.claim.order_id: uuid.uuid4() for r in refunds}
+    fresh = {
+        row["order_id"]
+        for row in conn.execute(
+            """INSERT INTO ordermon_refunds
+                   (order_id, user_id, amount, wallet_transaction_id, enrolment_id, refunded_at)
+               SELECT * FROM unnest(%(orders)s::uuid[], %(users)s::uuid[],
+                   %(amounts)s::numeric[], %(txs)s::uuid[], %(enrolments)s::bigint[],
+                   %(nows)s::timestamptz[])
+               ON CONFLICT (order_id) DO NOTHING RETURNING order_id""",
+            {
+                "orders": [r.claim.order_id for r in refunds],
+                "users": [r.user_id for r in refunds],
+                "amounts": [r.amount for r in refunds],
+                "txs": [transactions[r.claim.order_id] for r in refunds],
+                "enrolments": [r.claim.enrolment_id for r in refunds],
+                "nows": [r.now for r in refunds],
+            },
+        )
     }
+    paid = [r for r in refunds if r.claim.order_id in fresh]
+    if paid:
+        conn.execute(
+            """WITH r AS (
+                   SELECT * FROM unnest(%(orders)s::uuid[], %(users)s::uuid[],
+                       %(amounts)s::numeric[], %(txs)s::uuid[], %(descriptions)s::text[],
+                       %(nows)s::timestamptz[])
+                   WITH ORDINALITY AS v(order_id, user_id, amount, tx, description, now, n)
+               ), totals AS (
+                   SELECT user_id, sum(amount) AS total FROM r GROUP BY user_id
+               ), credited AS (
+                   UPDATE users u SET balance = u.balance + t.total FROM totals t
+                   WHERE u.id = t.user_id
+                   RETURNING u.id, u.balance - t.total AS before
+               )
+               INSERT INTO wallet_transactions (id, "userId", "orderId", type, amount,
+                   "balanceBefore", "balanceAfter", description, "createdAt")
+               SELECT r.tx, r.user_id, r.order_id, 'refund', r.amount,
+                      c.before + sum(r.amount) OVER w - r.amount,
+                      c.before + sum(r.amount) OVER w, r.description, r.now
+               FROM r JOIN credited c ON c.id = r.user_id
+               WINDOW w AS (PARTITION BY r.user_id ORDER BY r.n)""",
+            {
+                "orders": [r.claim.order_id for r in paid],
+                "users": [r.user_id for r in paid],
+                "amounts": [r.amount for r in paid],
+                "txs": [transactions[r.claim.order_id] for r in paid],
+                "descriptions": [r.description for r in paid],
+                "nows": [r.now for r in paid],
+            },
+        )
+    return fresh

@@ -292,11 +292,6 @@ class Release:
     provider_trouble: bool = False
 
 
-def release_claim(conn: db.Connection, claim: Claim, **how: Any) -> bool:
-    """End this run's hold on one enrolment: back to waiting (with its next check) or final."""
-    return release_claims(conn, [Release(claim, **how)]) == 1
-
-
 def release_claims(conn: db.Connection, releases: Sequence[Release]) -> int:
     """End this run's hold on many enrolments in one statement (each guarded by its token)."""
     if not releases:
