@@ -249,6 +249,8 @@ class _Sweeper:
                 else:
                     self.counts["superseded"] += 1
             lane.outstanding += sum(len(c) for c in by_reference.values())
+            if not by_reference:
+                continue
             for group, future in lane.submit(list(by_reference)):
                 in_flight[future] = (lane, {ref: by_reference[ref] for ref in group})
         if self.options.limit is not None and self.counts["claimed"] >= self.options.limit:
