@@ -121,63 +121,64 @@ def enrol(
     providers: Sequence[ProviderRules],
     order_id: uuid.UUID | None = None,
 ) -> int:
-    """Enrol every new dispatch (or just ``order_id``'s), retiring the order's older enrolment."""
-    query = (
-        "WITH c AS ("
-        + _RULES
-        + """),
-        candidate AS (
-            SELECT o.id AS order_id, c.provider_id, o."sentAt" AS sent_at,
-                   ordermon_reference(c.reference_rule, o.provider_referans,
-                                      o."externalOrderId", o.id) AS reference,
-                   c.first_after, c.give_up
-            FROM product_orders o JOIN c ON c.provider_id = o."providerId"
-            WHERE o.status = 'pending'
-              AND o."externalStatus" IN ('sent', 'queued', 'processing')
-              AND o."sentAt" IS NOT NULL
-              AND (%(order_id)s::uuid IS NULL OR o.id = %(order_id)s::uuid)
-        ),
-        fresh AS (
-            SELECT k.* FROM candidate k
-            WHERE k.reference IS NOT NULL
-              AND NOT EXISTS (
-                SELECT 1 FROM ordermon_enrolments e
-                WHERE e.order_id = k.order_id AND e.provider_id = k.provider_id
-                  AND e.reference = k.reference AND e.sent_at = k.sent_at)
-        )
-        INSERT INTO ordermon_enrolments
-            (order_id, provider_id, reference, sent_at, next_check_at, deadline)
-        SELECT order_id, provider_id, reference, sent_at,
-               sent_at + make_interval(secs => first_after),
-               sent_at + make_interval(secs => give_up)
-        FROM fresh
-        ON CONFLICT DO NOTHING"""
+    """Enrol every new dispatch (or just ``order_id``'s), retiring the order's older
+    enrolment. Call it in a transaction. Usually nothing is new: then it is one read."""
+    fresh = conn.execute(_FRESH, rules_params(providers) | {"order_id": order_id}).fetchall()
+    if not fresh:
+        return 0
+    # The shop sent these orders again (another provider, reference or "sentAt"): their
+    # waiting enrolment gives way to the new dispatch.
+    conn.execute(
+        """UPDATE ordermon_enrolments
+           SET state = 'superseded', finished_at = now(), claim_token = NULL,
+               claimed_until = NULL, last_outcome = 'superseded',
+               last_message = 'the shop sent the order again'
+           WHERE state = 'waiting' AND order_id = ANY(%(ids)s)""",
+        {"ids": [row["order_id"] for row in fresh]},
     )
-    params = rules_params(providers) | {"order_id": order_id}
-    conn.execute(_RETIRE_RESENT, params)
-    return max(conn.execute(query, params).rowcount, 0)
+    cursor = conn.execute(
+        """INSERT INTO ordermon_enrolments
+               (order_id, provider_id, reference, sent_at, next_check_at, deadline)
+           SELECT order_id, provider_id, reference, sent_at,
+                  sent_at + make_interval(secs => first_after),
+                  sent_at + make_interval(secs => give_up)
+           FROM unnest(%(orders)s::uuid[], %(providers)s::text[], %(references)s::text[],
+                       %(sent)s::timestamptz[], %(first)s::float8[], %(give_up)s::float8[])
+                AS v(order_id, provider_id, reference, sent_at, first_after, give_up)
+           ON CONFLICT DO NOTHING""",
+        {
+            "orders": [r["order_id"] for r in fresh],
+            "providers": [r["provider_id"] for r in fresh],
+            "references": [r["reference"] for r in fresh],
+            "sent": [r["sent_at"] for r in fresh],
+            "first": [r["first_after"] for r in fresh],
+            "give_up": [r["give_up"] for r in fresh],
+        },
+    )
+    return max(cursor.rowcount, 0)
 
 
-# A waiting enrolment whose order the shop has sent again (another provider, reference or
-# "sentAt") gives way to the new dispatch, before that one is enrolled.
-_RETIRE_RESENT = (
+# Dispatches of watched orders that have no enrolment yet (anti-join on the dispatch key).
+_FRESH = (
     "WITH c AS ("
     + _RULES
     + """)
-    UPDATE ordermon_enrolments e
-    SET state = 'superseded', finished_at = now(), claim_token = NULL, claimed_until = NULL,
-        last_outcome = 'superseded', last_message = 'the shop sent the order again'
-    FROM product_orders o JOIN c ON c.provider_id = o."providerId"
-    WHERE e.state = 'waiting' AND o.id = e.order_id
-      AND (%(order_id)s::uuid IS NULL OR o.id = %(order_id)s::uuid)
-      AND o.status = 'pending'
-      AND o."externalStatus" IN ('sent', 'queued', 'processing')
-      AND o."sentAt" IS NOT NULL
-      AND ordermon_reference(c.reference_rule, o.provider_referans, o."externalOrderId", o.id)
-          IS NOT NULL
-      AND (o."providerId", o."sentAt",
-           ordermon_reference(c.reference_rule, o.provider_referans, o."externalOrderId", o.id))
-          IS DISTINCT FROM (e.provider_id, e.sent_at, e.reference)"""
+    SELECT k.* FROM (
+        SELECT o.id AS order_id, c.provider_id, o."sentAt" AS sent_at,
+               ordermon_reference(c.reference_rule, o.provider_referans,
+                                  o."externalOrderId", o.id) AS reference,
+               c.first_after, c.give_up
+        FROM product_orders o JOIN c ON c.provider_id = o."providerId"
+        WHERE o.status = 'pending'
+          AND o."externalStatus" IN ('sent', 'queued', 'processing')
+          AND o."sentAt" IS NOT NULL
+          AND (%(order_id)s::uuid IS NULL OR o.id = %(order_id)s::uuid)
+    ) k
+    WHERE k.reference IS NOT NULL
+      AND NOT EXISTS (
+        SELECT 1 FROM ordermon_enrolments e
+        WHERE e.order_id = k.order_id AND e.provider_id = k.provider_id
+          AND e.reference = k.reference AND e.sent_at = k.sent_at)"""
 )
 
 
