@@ -44,13 +44,16 @@ def main() -> None:
     scale = 0.1 if args.quick else 1.0
     with _server(args.dsn) as server:
         rows: list[Row] = []
-        for number, scenario in SCENARIOS.items():
-            if args.only and number not in args.only:
-                continue
-            print(f"scenario {number}: {scenario.__doc__.splitlines()[0]}", file=sys.stderr)
-            url = _fresh_database(server)
-            rows.extend(scenario(url, scale))
-        print(_report(server, rows, " ".join(sys.argv[1:])))
+        try:
+            for number, scenario in SCENARIOS.items():
+                if args.only and number not in args.only:
+                    continue
+                doc = (scenario.__doc__ or "").splitlines()[0]
+                print(f"scenario {number}: {doc}", file=sys.stderr)
+                rows.extend(scenario(_fresh_database(server), scale))
+            print(_report(server, rows, " ".join(sys.argv[1:])))
+        finally:
+            _drop_databases(server)
 
 
 # ---------------------------------------------------------------- scenarios
@@ -242,9 +245,15 @@ def _server(dsn: str | None) -> Iterator[str]:
 _databases: list[str] = []
 
 
+def _drop_databases(server: str) -> None:
+    with psycopg.connect(server, autocommit=True) as admin:
+        for name in _databases:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
 def _fresh_database(server: str) -> str:
     name = f"ordermon_bench_{os.getpid()}_{len(_databases)}"
-    _databases.append(server)
+    _databases.append(name)
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
         admin.execute(f'CREATE DATABASE "{name}"'.encode())
