@@ -111,6 +111,7 @@ def test_four_sweeps_at_once(
     often than its attempts, no refund twice, and the work shared."""
     count = 2000
     user, failures = _populate(conn, sim, count)
+    sim.latency = 0.05  # a few seconds of work, so that all four processes get a share
     config_path = write_config(
         tmp_path / "c.yaml",
         db_url,
