@@ -433,8 +433,8 @@ def _enrol_and_claim(url: str, runs: int = 15) -> float:
             now = dt.datetime.now(dt.UTC)
             started = time.perf_counter()
             with conn.transaction():
-                if store.try_enrol_lock(conn):
-                    store.enrol(conn, rules)
+                store.enrol_lock(conn)
+                store.enrol(conn, rules)
             with conn.transaction():
                 claims = store.claim(
                     conn, rules, 500, uuid.uuid4(), now, now + dt.timedelta(minutes=5)

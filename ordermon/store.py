@@ -110,10 +110,11 @@ RUN_COUNTS = (
 )
 
 
-def try_enrol_lock(conn: db.Connection) -> bool:
-    """One enroller at a time; the others skip (the winner enrols the same orders)."""
-    row = conn.execute("SELECT pg_try_advisory_xact_lock(7170001) AS ok").fetchone()
-    return bool(row and row["ok"])
+def enrol_lock(conn: db.Connection) -> None:
+    """One enroller at a time. The others wait the moment it takes (they hold nothing
+    meanwhile), then find nothing new; had they skipped, a sweep started together with
+    another would find nothing enrolled yet and leave all the work to it."""
+    conn.execute("SELECT pg_advisory_xact_lock(7170001)")
 
 
 def enrol(

@@ -137,8 +137,8 @@ def run(
     run_id = store.start_run(conn, "sweep", socket.gethostname(), os.getpid(), clock())
     counts = dict.fromkeys(COUNT_NAMES, 0)
     with conn.transaction():
-        if store.try_enrol_lock(conn):
-            counts["enrolled"] = store.enrol(conn, provider_rules)
+        store.enrol_lock(conn)
+        counts["enrolled"] = store.enrol(conn, provider_rules)
     counts["expired"] += store.expire_exhausted(conn, provider_rules, clock())
     report = Report(run_id, counts, None, 0.0)
     if chosen:
