@@ -11,14 +11,17 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
 from ordermon import errors
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
     import threading
+    from collections.abc import Callable
 
     from ordermon import config, db, store
     from ordermon import sweep as sweeps
@@ -86,6 +89,20 @@ def _connect(url: str) -> "db.Connection":
     from ordermon import db
 
     return db.connect(db.resolve_url(url), autocommit=True)
+
+
+def _with_database(
+    config_path: Path | None, work: "Callable[[config.Config, db.Connection], T]"
+) -> T:
+    """Load the config, connect, check the schema, and run ``work``; expected failures exit
+    with their message and code."""
+    from ordermon import sweep
+
+    with _expected_failures():
+        cfg = _load_config(config_path)
+        with _connect(cfg.database_url) as conn:
+            sweep.require_schema(conn)
+            return work(cfg, conn)
 
 
 @app.command()
@@ -254,11 +271,9 @@ def status(
     from ordermon import render, sweep
     from ordermon import status as statuses
 
-    with _expected_failures():
-        cfg = _load_config(config_path)
-        with _connect(cfg.database_url) as conn:
-            sweep.require_schema(conn)
-            figures = statuses.gather(conn, cfg, sweep.utc_now(), runs=runs)
+    figures = _with_database(
+        config_path, lambda cfg, conn: statuses.gather(conn, cfg, sweep.utc_now(), runs=runs)
+    )
     if as_json:
         render.print_json(figures)
     else:
@@ -276,11 +291,9 @@ def show(
     """One order: the columns that matter, its schedule, and every attempt."""
     from ordermon import render, sweep, timeline
 
-    with _expected_failures():
-        cfg = _load_config(config_path)
-        with _connect(cfg.database_url) as conn:
-            sweep.require_schema(conn)
-            picture = timeline.gather(conn, cfg, order_id, sweep.utc_now())
+    picture = _with_database(
+        config_path, lambda cfg, conn: timeline.gather(conn, cfg, order_id, sweep.utc_now())
+    )
     if as_json:
         render.print_json(picture)
     else:
@@ -309,18 +322,18 @@ def requeue(
             raise errors.UsageError("name the ORDER_IDs to requeue, or use --expired")
         if order_ids and expired:
             raise errors.UsageError("give ORDER_IDs or --expired, not both")
-        cfg = _load_config(config_path)
-        with _connect(cfg.database_url) as conn:
-            sweep.require_schema(conn)
-            decisions = requeues.run(
-                conn,
-                cfg,
-                order_ids or [],
-                expired=expired,
-                provider_name=provider,
-                dry_run=dry_run,
-                now=sweep.utc_now(),
-            )
+    decisions = _with_database(
+        config_path,
+        lambda cfg, conn: requeues.run(
+            conn,
+            cfg,
+            order_ids or [],
+            expired=expired,
+            provider_name=provider,
+            dry_run=dry_run,
+            now=sweep.utc_now(),
+        ),
+    )
     if as_json:
         render.print_json([d.__dict__ for d in decisions])
     else:
@@ -338,11 +351,9 @@ def deliver(config_path: ConfigOption = None, as_json: JsonOption = False) -> No
     """Deliver due order events to the configured webhooks (a sweep does this too)."""
     from ordermon import render, sweep, webhooks
 
-    with _expected_failures():
-        cfg = _load_config(config_path)
-        with _connect(cfg.database_url) as conn:
-            sweep.require_schema(conn)
-            report = webhooks.deliver(conn, cfg, sweep.utc_now)
+    report = _with_database(
+        config_path, lambda cfg, conn: webhooks.deliver(conn, cfg, sweep.utc_now)
+    )
     if as_json:
         render.print_json(report.as_dict())
     else:
@@ -361,13 +372,11 @@ def events_list(
     as_json: JsonOption = False,
 ) -> None:
     """The latest events, with their delivery to each webhook."""
-    from ordermon import outbox, render, sweep
+    from ordermon import outbox, render
 
-    with _expected_failures():
-        cfg = _load_config(config_path)
-        with _connect(cfg.database_url) as conn:
-            sweep.require_schema(conn)
-            rows = outbox.events(conn, dead_only=dead, limit=limit)
+    rows = _with_database(
+        config_path, lambda cfg, conn: outbox.events(conn, dead_only=dead, limit=limit)
+    )
     if as_json:
         render.print_json(rows)
     else:
@@ -392,10 +401,9 @@ def events_redeliver(
             ids = [uuid.UUID(e) for e in event_ids] if event_ids else None
         except ValueError:
             raise errors.UsageError("event ids are UUIDs (see `ordermon events list`)") from None
-        cfg = _load_config(config_path)
-        with _connect(cfg.database_url) as conn:
-            sweep.require_schema(conn)
-            count = outbox.redeliver(conn, ids, sweep.utc_now())
+    count = _with_database(
+        config_path, lambda cfg, conn: outbox.redeliver(conn, ids, sweep.utc_now())
+    )
     typer.echo(f"{count} deliveries will be sent again at the next sweep or `ordermon deliver`")
 
 
