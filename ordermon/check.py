@@ -17,6 +17,7 @@ from ordermon import (
     outcome,
     provider_config,
     providers,
+    runs,
     store,
     sweep,
 )
@@ -114,7 +115,7 @@ def _check_and_record(
 ) -> Result:
     provider_rules = sweep.rules([provider])
     now = clock()
-    run_id = store.start_run(conn, "check", socket.gethostname(), os.getpid(), now)
+    run_id = runs.start_run(conn, "check", socket.gethostname(), os.getpid(), now)
     token = uuid.uuid4()
     with conn.transaction():
         store.enrol(conn, provider_rules, order_id=order_id)
@@ -152,7 +153,7 @@ def _check_and_record(
     )
     applied = outcome.record(conn, claim, check, ctx)
     counts = {"claimed": 1, applied if applied in sweep.COUNT_NAMES else "failed": 1}
-    store.finish_run(conn, run_id, counts, None, 0, clock())
+    runs.finish_run(conn, run_id, counts, None, 0, clock())
     return Result(str(order_id), provider.name, reference, check, applied)
 
 

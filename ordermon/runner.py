@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ordermon import config, db, errors, metrics, pings, status, store, sweep, webhooks
+from ordermon import config, db, errors, metrics, pings, runs, status, sweep, webhooks
 
 log = logging.getLogger("ordermon.runner")
 Emit = Callable[[sweep.Report], None]
@@ -34,7 +34,7 @@ def once(
             )
             # Events after the provider work, within their own time budget.
             report.delivery = webhooks.deliver(conn, cfg, clock).as_dict()
-            report.pruned = store.prune(conn, clock() - cfg.history_keep)
+            report.pruned = runs.prune(conn, clock() - cfg.history_keep)
             if cfg.metrics_textfile is not None:
                 _write_metrics(conn, cfg, report, clock())
     except errors.OrdermonError as exc:

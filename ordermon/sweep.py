@@ -26,6 +26,7 @@ from ordermon import (
     outcome,
     provider_config,
     providers,
+    runs,
     store,
 )
 from ordermon.providers import base
@@ -33,7 +34,7 @@ from ordermon.providers import base
 Clock = Callable[[], dt.datetime]
 _RECORD_BATCH = 200  # answers per transaction: one commit for many orders
 OnResult = Callable[[store.Claim, base.Check, str], None]
-COUNT_NAMES = store.RUN_COUNTS
+COUNT_NAMES = runs.RUN_COUNTS
 Work = dict[
     "concurrent.futures.Future[lanes.Result]", tuple[lanes.Lane, dict[str, list[store.Claim]]]
 ]
@@ -107,7 +108,7 @@ def rules(chosen: Sequence[provider_config.ProviderConfig]) -> list[store.Provid
 
 
 def require_schema(conn: db.Connection) -> None:
-    version = store.schema_version(conn)
+    version = runs.schema_version(conn)
     if version is None or version < migrate.latest_version():
         raise errors.DatabaseError(
             "ordermon's schema is missing or older than this version: run `ordermon migrate`"
@@ -134,7 +135,7 @@ def run(
     outbox.register(conn, cfg.notify.webhooks)
     chosen = selected_providers(cfg, options.provider_names)
     provider_rules = rules(chosen)
-    run_id = store.start_run(conn, "sweep", socket.gethostname(), os.getpid(), clock())
+    run_id = runs.start_run(conn, "sweep", socket.gethostname(), os.getpid(), clock())
     counts = dict.fromkeys(COUNT_NAMES, 0)
     with conn.transaction():
         store.enrol_lock(conn)
@@ -163,7 +164,7 @@ def run(
             for lane in all_lanes:
                 lane.close(wait=report.stopped_by != "time_limit")
         report.problems.extend(_problems(all_lanes))
-    store.finish_run(conn, run_id, counts, report.stopped_by, 0, clock())
+    runs.finish_run(conn, run_id, counts, report.stopped_by, 0, clock())
     report.seconds = time.monotonic() - started
     return report
 
