@@ -51,7 +51,9 @@ class Lane:
             return 0
         if self.probing:
             return 1 if self.outstanding == 0 else 0
-        if self.outstanding >= self.concurrency * self.provider.batch_size:
+        # Keep a second round queued behind the one in flight, so no worker waits for the
+        # next claim.
+        if self.outstanding >= 2 * self.concurrency * self.provider.batch_size:
             return 0
         return max(min(batch_size, self.capacity - self.outstanding), 0)
 
