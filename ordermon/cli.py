@@ -5,23 +5,16 @@ returned. Heavy modules are imported inside the commands, so `--help` and an idl
 cheap.
 """
 
-import contextlib
-import logging
-import os
 import sys
-from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ordermon import errors
-
-T = TypeVar("T")
+from ordermon import cli_events, cli_operator, errors
+from ordermon import cli_support as support
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable
 
     from ordermon import config, db, store
     from ordermon import sweep as sweeps
@@ -32,82 +25,18 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Watch orders sent to providers and record their fate in the shop's database.",
 )
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="Config file (default: $ORDERMON_CONFIG, ./ordermon.yaml, /etc/ordermon/config.yaml).",
-        show_default=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def main() -> None:
     try:
         app()
     except errors.OrdermonError as exc:  # raised outside a command (should not happen)
-        _fail(exc)
-
-
-def _fail(exc: errors.OrdermonError) -> NoReturn:
-    sys.stderr.write(f"ordermon: {exc}\n")
-    raise SystemExit(exc.exit_code)
-
-
-@contextlib.contextmanager
-def _expected_failures() -> Iterator[None]:
-    from ordermon import db
-
-    try:
-        with db.translated_errors():
-            yield
-    except errors.OrdermonError as exc:
-        _fail(exc)
-
-
-def _setup_logging(verbose: bool, quiet: bool = False, log_format: str = "text") -> None:
-    level = logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING
-    handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        from ordermon import render
-
-        handler.setFormatter(render.JsonLogFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler])
-
-
-def _load_config(path: Path | None) -> "config.Config":
-    from ordermon import config
-
-    return config.load(config.find_path(path, os.environ))
-
-
-def _connect(url: str) -> "db.Connection":
-    from ordermon import db
-
-    return db.connect(db.resolve_url(url), autocommit=True)
-
-
-def _with_database(
-    config_path: Path | None, work: "Callable[[config.Config, db.Connection], T]"
-) -> T:
-    """Load the config, connect, check the schema, and run ``work``; expected failures exit
-    with their message and code."""
-    from ordermon import sweep
-
-    with _expected_failures():
-        cfg = _load_config(config_path)
-        with _connect(cfg.database_url) as conn:
-            sweep.require_schema(conn)
-            return work(cfg, conn)
+        support.fail(exc)
 
 
 @app.command()
 def migrate(
-    config_path: ConfigOption = None,
+    config_path: support.ConfigOption = None,
     print_sql: Annotated[
         bool, typer.Option("--print-sql", help="Print every statement instead of running it.")
     ] = False,
@@ -115,12 +44,12 @@ def migrate(
     """Create or upgrade ordermon's schema (safe to run again)."""
     from ordermon import migrate as migrations
 
-    with _expected_failures():
+    with support.expected_failures():
         if print_sql:
             sys.stdout.write(migrations.script())
             return
-        cfg = _load_config(config_path)
-        with _connect(cfg.database_url) as conn:
+        cfg = support.load_config(config_path)
+        with support.connect(cfg.database_url) as conn:
             result = migrations.run(conn)
     if result.applied:
         typer.echo("applied: " + ", ".join(result.applied))
@@ -130,7 +59,7 @@ def migrate(
 
 @app.command()
 def sweep(
-    config_path: ConfigOption = None,
+    config_path: support.ConfigOption = None,
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Check at most N orders.")
     ] = None,
@@ -147,7 +76,7 @@ def sweep(
     log_format: Annotated[
         str, typer.Option("--log-format", help="text, or json: one JSON object per line on stderr.")
     ] = "text",
-    as_json: JsonOption = False,
+    as_json: support.JsonOption = False,
 ) -> None:
     """Enrol new dispatches, check the orders that are due, record what providers say."""
     import functools
@@ -156,10 +85,10 @@ def sweep(
     from ordermon import sweep as sweeps
 
     if log_format not in ("text", "json"):
-        _fail(errors.UsageError(f"--log-format: expected text or json, got {log_format!r}"))
-    _setup_logging(verbose, quiet, log_format)
-    with _expected_failures():
-        cfg = _load_config(config_path)
+        support.fail(errors.UsageError(f"--log-format: expected text or json, got {log_format!r}"))
+    support.setup_logging(verbose, quiet, log_format)
+    with support.expected_failures():
+        cfg = support.load_config(config_path)
         options = sweeps.Options(limit=limit, provider_names=tuple(provider or ()))
         sweeps.selected_providers(cfg, options.provider_names)  # a bad --provider fails now
         interval = config.parse_duration(every, "--every") if every is not None else None
@@ -241,19 +170,19 @@ def _emit(
 @app.command()
 def check(
     order_id: Annotated[str, typer.Argument(help="The order's id (product_orders.id).")],
-    config_path: ConfigOption = None,
+    config_path: support.ConfigOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Ask the provider, show the answer, write nothing.")
     ] = False,
-    as_json: JsonOption = False,
+    as_json: support.JsonOption = False,
 ) -> None:
     """Ask the provider about one order now, whatever its schedule, and record the answer."""
     from ordermon import check as checks
     from ordermon import render
 
-    with _expected_failures():
-        cfg = _load_config(config_path)
-        with _connect(cfg.database_url) as conn:
+    with support.expected_failures():
+        cfg = support.load_config(config_path)
+        with support.connect(cfg.database_url) as conn:
             result = checks.run(conn, cfg, order_id, dry_run=dry_run)
     if as_json:
         render.print_json(result.as_dict())
@@ -263,15 +192,15 @@ def check(
 
 @app.command()
 def status(
-    config_path: ConfigOption = None,
+    config_path: support.ConfigOption = None,
     runs: Annotated[int, typer.Option("--runs", min=0, help="How many recent runs to list.")] = 10,
-    as_json: JsonOption = False,
+    as_json: support.JsonOption = False,
 ) -> None:
     """The picture at a glance. Exits 3 when something needs a person."""
     from ordermon import render, sweep
     from ordermon import status as statuses
 
-    figures = _with_database(
+    figures = support.with_database(
         config_path, lambda cfg, conn: statuses.gather(conn, cfg, sweep.utc_now(), runs=runs)
     )
     if as_json:
@@ -285,13 +214,13 @@ def status(
 @app.command()
 def show(
     order_id: Annotated[str, typer.Argument(help="The order's id (product_orders.id).")],
-    config_path: ConfigOption = None,
-    as_json: JsonOption = False,
+    config_path: support.ConfigOption = None,
+    as_json: support.JsonOption = False,
 ) -> None:
     """One order: the columns that matter, its schedule, and every attempt."""
     from ordermon import render, sweep, timeline
 
-    picture = _with_database(
+    picture = support.with_database(
         config_path, lambda cfg, conn: timeline.gather(conn, cfg, order_id, sweep.utc_now())
     )
     if as_json:
@@ -305,24 +234,24 @@ def requeue(
     order_ids: Annotated[
         list[str] | None, typer.Argument(help="Orders to requeue.", show_default=False)
     ] = None,
-    config_path: ConfigOption = None,
+    config_path: support.ConfigOption = None,
     expired: Annotated[bool, typer.Option("--expired", help="Every expired order.")] = False,
     provider: Annotated[
         str | None, typer.Option("--provider", help="With --expired: only this provider.")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen.")] = False,
-    as_json: JsonOption = False,
+    as_json: support.JsonOption = False,
 ) -> None:
     """Give expired or held orders a fresh schedule (attempts from zero, new deadline)."""
     from ordermon import render, sweep
     from ordermon import requeue as requeues
 
-    with _expected_failures():
+    with support.expected_failures():
         if not order_ids and not expired:
             raise errors.UsageError("name the ORDER_IDs to requeue, or use --expired")
         if order_ids and expired:
             raise errors.UsageError("give ORDER_IDs or --expired, not both")
-    decisions = _with_database(
+    decisions = support.with_database(
         config_path,
         lambda cfg, conn: requeues.run(
             conn,
@@ -346,82 +275,21 @@ def requeue(
         raise typer.Exit(1)
 
 
-@app.command()
-def deliver(config_path: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Deliver due order events to the configured webhooks (a sweep does this too)."""
-    from ordermon import render, sweep, webhooks
-
-    report = _with_database(
-        config_path, lambda cfg, conn: webhooks.deliver(conn, cfg, sweep.utc_now)
-    )
-    if as_json:
-        render.print_json(report.as_dict())
-    else:
-        typer.echo(f"{report.delivered} delivered, {report.retried} to retry, {report.dead} dead")
-
-
-events_app = typer.Typer(no_args_is_help=True, help="Order events and their webhook deliveries.")
-app.add_typer(events_app, name="events")
-
-
-@events_app.command("list")
-def events_list(
-    config_path: ConfigOption = None,
-    dead: Annotated[bool, typer.Option("--dead", help="Only dead deliveries.")] = False,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most N rows.")] = 50,
-    as_json: JsonOption = False,
-) -> None:
-    """The latest events, with their delivery to each webhook."""
-    from ordermon import outbox, render
-
-    rows = _with_database(
-        config_path, lambda cfg, conn: outbox.events(conn, dead_only=dead, limit=limit)
-    )
-    if as_json:
-        render.print_json(rows)
-    else:
-        render.events_table(rows)
-
-
-@events_app.command("redeliver")
-def events_redeliver(
-    event_ids: Annotated[list[str] | None, typer.Argument(help="Event ids.")] = None,
-    config_path: ConfigOption = None,
-    dead: Annotated[bool, typer.Option("--dead", help="Every dead delivery.")] = False,
-) -> None:
-    """Deliver events again: the given ones, or every dead one."""
-    import uuid
-
-    from ordermon import outbox, sweep
-
-    with _expected_failures():
-        if bool(event_ids) == dead:
-            raise errors.UsageError("give event ids or --dead (one of them)")
-        try:
-            ids = [uuid.UUID(e) for e in event_ids] if event_ids else None
-        except ValueError:
-            raise errors.UsageError("event ids are UUIDs (see `ordermon events list`)") from None
-    count = _with_database(
-        config_path, lambda cfg, conn: outbox.redeliver(conn, ids, sweep.utc_now())
-    )
-    typer.echo(f"{count} deliveries will be sent again at the next sweep or `ordermon deliver`")
-
-
 @app.command("providers")
 def providers_(
-    config_path: ConfigOption = None,
+    config_path: support.ConfigOption = None,
     probe: Annotated[
         bool, typer.Option("--probe", help="Send each provider one harmless check.")
     ] = False,
-    as_json: JsonOption = False,
+    as_json: support.JsonOption = False,
 ) -> None:
     """List the configured providers: kind, address, limits, pause state, recent errors."""
     from ordermon import render, roster, sweep
 
-    with _expected_failures():
-        cfg = _load_config(config_path)
+    with support.expected_failures():
+        cfg = support.load_config(config_path)
         try:
-            conn: db.Connection | None = _connect(cfg.database_url)
+            conn: db.Connection | None = support.connect(cfg.database_url)
         except errors.DatabaseError as exc:
             sys.stderr.write(f"ordermon: {exc} (showing the configuration only)\n")
             conn = None
@@ -445,5 +313,11 @@ def demo(
     """The whole loop on a private PostgreSQL and a simulated provider; needs no setup."""
     from ordermon import demo as demos
 
-    with _expected_failures():
+    with support.expected_failures():
         demos.run(orders)
+
+
+# The operators' and the outbox's commands live in modules of their own.
+app.registered_commands.extend(cli_operator.app.registered_commands)
+app.registered_commands.extend(cli_events.app.registered_commands)
+app.registered_groups.extend(cli_events.app.registered_groups)

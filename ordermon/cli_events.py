@@ -1,0 +1,71 @@
+"""The commands of the outbox: deliver events now, list them, send them again."""
+
+from typing import Annotated
+
+import typer
+
+from ordermon import cli_support as support
+from ordermon import errors
+
+app = typer.Typer()
+
+
+@app.command()
+def deliver(config_path: support.ConfigOption = None, as_json: support.JsonOption = False) -> None:
+    """Deliver due order events to the configured webhooks (a sweep does this too)."""
+    from ordermon import render, sweep, webhooks
+
+    report = support.with_database(
+        config_path, lambda cfg, conn: webhooks.deliver(conn, cfg, sweep.utc_now)
+    )
+    if as_json:
+        render.print_json(report.as_dict())
+    else:
+        typer.echo(f"{report.delivered} delivered, {report.retried} to retry, {report.dead} dead")
+
+
+events_app = typer.Typer(no_args_is_help=True, help="Order events and their webhook deliveries.")
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("list")
+def events_list(
+    config_path: support.ConfigOption = None,
+    dead: Annotated[bool, typer.Option("--dead", help="Only dead deliveries.")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most N rows.")] = 50,
+    as_json: support.JsonOption = False,
+) -> None:
+    """The latest events, with their delivery to each webhook."""
+    from ordermon import outbox, render
+
+    rows = support.with_database(
+        config_path, lambda cfg, conn: outbox.events(conn, dead_only=dead, limit=limit)
+    )
+    if as_json:
+        render.print_json(rows)
+    else:
+        render.events_table(rows)
+
+
+@events_app.command("redeliver")
+def events_redeliver(
+    event_ids: Annotated[list[str] | None, typer.Argument(help="Event ids.")] = None,
+    config_path: support.ConfigOption = None,
+    dead: Annotated[bool, typer.Option("--dead", help="Every dead delivery.")] = False,
+) -> None:
+    """Deliver events again: the given ones, or every dead one."""
+    import uuid
+
+    from ordermon import outbox, sweep
+
+    with support.expected_failures():
+        if bool(event_ids) == dead:
+            raise errors.UsageError("give event ids or --dead (one of them)")
+        try:
+            ids = [uuid.UUID(e) for e in event_ids] if event_ids else None
+        except ValueError:
+            raise errors.UsageError("event ids are UUIDs (see `ordermon events list`)") from None
+    count = support.with_database(
+        config_path, lambda cfg, conn: outbox.redeliver(conn, ids, sweep.utc_now())
+    )
+    typer.echo(f"{count} deliveries will be sent again at the next sweep or `ordermon deliver`")
