@@ -16,7 +16,7 @@ from ordermon import cli_support as support
 if TYPE_CHECKING:
     import threading
 
-    from ordermon import config, db, store
+    from ordermon import config, store
     from ordermon import sweep as sweeps
     from ordermon.providers import base
 
@@ -188,122 +188,6 @@ def check(
         render.print_json(result.as_dict())
     else:
         render.check_result(result.as_dict())
-
-
-@app.command()
-def status(
-    config_path: support.ConfigOption = None,
-    runs: Annotated[int, typer.Option("--runs", min=0, help="How many recent runs to list.")] = 10,
-    as_json: support.JsonOption = False,
-) -> None:
-    """The picture at a glance. Exits 3 when something needs a person."""
-    from ordermon import render, sweep
-    from ordermon import status as statuses
-
-    figures = support.with_database(
-        config_path, lambda cfg, conn: statuses.gather(conn, cfg, sweep.utc_now(), runs=runs)
-    )
-    if as_json:
-        render.print_json(figures)
-    else:
-        render.status_view(figures)
-    if figures["attention"]:
-        raise typer.Exit(3)
-
-
-@app.command()
-def show(
-    order_id: Annotated[str, typer.Argument(help="The order's id (product_orders.id).")],
-    config_path: support.ConfigOption = None,
-    as_json: support.JsonOption = False,
-) -> None:
-    """One order: the columns that matter, its schedule, and every attempt."""
-    from ordermon import render, sweep, timeline
-
-    picture = support.with_database(
-        config_path, lambda cfg, conn: timeline.gather(conn, cfg, order_id, sweep.utc_now())
-    )
-    if as_json:
-        render.print_json(picture)
-    else:
-        render.order_view(picture)
-
-
-@app.command()
-def requeue(
-    order_ids: Annotated[
-        list[str] | None, typer.Argument(help="Orders to requeue.", show_default=False)
-    ] = None,
-    config_path: support.ConfigOption = None,
-    expired: Annotated[bool, typer.Option("--expired", help="Every expired order.")] = False,
-    provider: Annotated[
-        str | None, typer.Option("--provider", help="With --expired: only this provider.")
-    ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen.")] = False,
-    as_json: support.JsonOption = False,
-) -> None:
-    """Give expired or held orders a fresh schedule (attempts from zero, new deadline)."""
-    from ordermon import render, sweep
-    from ordermon import requeue as requeues
-
-    with support.expected_failures():
-        if not order_ids and not expired:
-            raise errors.UsageError("name the ORDER_IDs to requeue, or use --expired")
-        if order_ids and expired:
-            raise errors.UsageError("give ORDER_IDs or --expired, not both")
-    decisions = support.with_database(
-        config_path,
-        lambda cfg, conn: requeues.run(
-            conn,
-            cfg,
-            order_ids or [],
-            expired=expired,
-            provider_name=provider,
-            dry_run=dry_run,
-            now=sweep.utc_now(),
-        ),
-    )
-    if as_json:
-        render.print_json([d.__dict__ for d in decisions])
-    else:
-        if not decisions:
-            typer.echo("nothing to requeue")
-        for decision in decisions:
-            mark = "ok" if decision.requeued else "refused"
-            typer.echo(f"{decision.order_id}: {mark}: {decision.why}")
-    if any(not d.requeued for d in decisions):
-        raise typer.Exit(1)
-
-
-@app.command("providers")
-def providers_(
-    config_path: support.ConfigOption = None,
-    probe: Annotated[
-        bool, typer.Option("--probe", help="Send each provider one harmless check.")
-    ] = False,
-    as_json: support.JsonOption = False,
-) -> None:
-    """List the configured providers: kind, address, limits, pause state, recent errors."""
-    from ordermon import render, roster, sweep
-
-    with support.expected_failures():
-        cfg = support.load_config(config_path)
-        try:
-            conn: db.Connection | None = support.connect(cfg.database_url)
-        except errors.DatabaseError as exc:
-            sys.stderr.write(f"ordermon: {exc} (showing the configuration only)\n")
-            conn = None
-        try:
-            listing = roster.rows(cfg, conn, sweep.utc_now(), probe=probe)
-        finally:
-            if conn is not None:
-                conn.close()
-    if as_json:
-        render.print_json([row.as_dict() for row in listing])
-    else:
-        render.provider_table([row.as_dict() for row in listing])
-    if probe and not all(row.probe_ok for row in listing):
-        raise typer.Exit(1)
 
 
 @app.command()

@@ -7,16 +7,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-SUMMARY_ORDER = (
-    "enrolled",
-    "claimed",
-    "completed",
-    "failed",
-    "processing",
-    "error",
-    "superseded",
-    "expired",
-)
+from ordermon import runs
 
 
 def print_json(data: Any) -> None:
@@ -24,7 +15,7 @@ def print_json(data: Any) -> None:
 
 
 def sweep_summary(report: dict[str, Any]) -> str:
-    parts = [f"{report.get(name, 0)} {name}" for name in SUMMARY_ORDER]
+    parts = [f"{report.get(name, 0)} {name}" for name in runs.RUN_COUNTS]
     line = f"sweep #{report['run_id']}: " + ", ".join(parts) + f" in {report['seconds']:.1f}s"
     if report.get("stopped_by"):
         line += f" (stopped by {report['stopped_by']})"
