@@ -152,7 +152,7 @@ def _check_and_record(
         provider.name, provider.policy, cfg.on_failed, run_id, clock(), random.uniform(-1, 1)
     )
     applied = outcome.record(conn, claim, check, ctx)
-    counts = {"claimed": 1, applied if applied in sweep.COUNT_NAMES else "failed": 1}
+    counts = {"claimed": 1, applied if applied in runs.RUN_COUNTS else "failed": 1}
     runs.finish_run(conn, run_id, counts, None, 0, clock())
     return Result(str(order_id), provider.name, reference, check, applied)
 

@@ -72,7 +72,7 @@ def write_orders(conn: db.Connection, writes: Sequence[OrderWrite]) -> set[uuid.
     claim's pending dispatch (compare-and-set). Returns the orders written."""
     if not writes:
         return set()
-    columns: dict[str, list[Any]] = {name: [] for name, _ in _WRITE_COLUMNS}
+    columns: dict[str, list[Any]] = {name: [] for name in _WRITE_COLUMNS}
     for w in writes:
         claim = w.claim
         values = (
@@ -91,27 +91,28 @@ def write_orders(conn: db.Connection, writes: Sequence[OrderWrite]) -> set[uuid.
             w.now,
             w.now.astimezone(dt.UTC).isoformat(),
         )
-        for (name, _), value in zip(_WRITE_COLUMNS, values, strict=True):
+        for name, value in zip(_WRITE_COLUMNS, values, strict=True):
             columns[name].append(value)
     rows = conn.execute(_WRITE_ORDERS, columns)
     return {row["id"] for row in rows}
 
 
+# The unnest() columns of _WRITE_ORDERS, in order.
 _WRITE_COLUMNS = (
-    ("order_id", "uuid"),
-    ("provider_id", "text"),
-    ("sent_at", "timestamptz"),
-    ("reference_rule", "text"),
-    ("reference", "text"),
-    ("status", "text"),
-    ("external_status", "text"),
-    ("pin", "text"),
-    ("set_pin", "boolean"),
-    ("finished", "boolean"),
-    ("message", "text"),
-    ("note", "text"),
-    ("now", "timestamptz"),
-    ("now_iso", "text"),
+    "order_id",
+    "provider_id",
+    "sent_at",
+    "reference_rule",
+    "reference",
+    "status",
+    "external_status",
+    "pin",
+    "set_pin",
+    "finished",
+    "message",
+    "note",
+    "now",
+    "now_iso",
 )
 _V_NOTES = """(CASE WHEN jsonb_typeof(o.notes) = 'array' THEN o.notes ELSE '[]'::jsonb END
     || jsonb_build_array(jsonb_build_object('by', 'system', 'text', v.note, 'at', v.now_iso)))"""

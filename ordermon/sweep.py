@@ -34,7 +34,6 @@ from ordermon.providers import base
 Clock = Callable[[], dt.datetime]
 _RECORD_BATCH = 200  # answers per transaction: one commit for many orders
 OnResult = Callable[[store.Claim, base.Check, str], None]
-COUNT_NAMES = runs.RUN_COUNTS
 Work = dict[
     "concurrent.futures.Future[lanes.Result]", tuple[lanes.Lane, dict[str, list[store.Claim]]]
 ]
@@ -136,7 +135,7 @@ def run(
     chosen = selected_providers(cfg, options.provider_names)
     provider_rules = rules(chosen)
     run_id = runs.start_run(conn, "sweep", socket.gethostname(), os.getpid(), clock())
-    counts = dict.fromkeys(COUNT_NAMES, 0)
+    counts = dict.fromkeys(runs.RUN_COUNTS, 0)
     with conn.transaction():
         store.enrol_lock(conn)
         counts["enrolled"] = store.enrol(conn, provider_rules)
