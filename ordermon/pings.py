@@ -3,8 +3,6 @@
 sweep and never costs it more than its timeout."""
 
 import logging
-import urllib.error
-import urllib.request
 
 log = logging.getLogger("ordermon.pings")
 
@@ -13,6 +11,9 @@ def ping(url: str | None, suffix: str, body: str, timeout: float) -> bool:
     """POST to ``url/suffix``; False (and a warning without the URL) when it did not work."""
     if not url:
         return False
+    import urllib.error  # only a configured ping pays for the HTTP client
+    import urllib.request
+
     request = urllib.request.Request(  # noqa: S310 - the scheme is checked at config load
         f"{url}/{suffix}",
         data=body.encode()[:10_000],

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ordermon import config, db, errors, metrics, pings, runs, status, sweep, webhooks
+from ordermon import config, db, errors, pings, runs, sweep
 
 log = logging.getLogger("ordermon.runner")
 Emit = Callable[[sweep.Report], None]
@@ -33,7 +33,10 @@ def once(
                 conn, cfg, options, clock=clock, on_result=on_result, stop=stop, progress=progress
             )
             # Events after the provider work, within their own time budget.
-            report.delivery = webhooks.deliver(conn, cfg, clock).as_dict()
+            if cfg.notify.webhooks:
+                from ordermon import webhooks
+
+                report.delivery = webhooks.deliver(conn, cfg, clock).as_dict()
             report.pruned = runs.prune(conn, clock() - cfg.history_keep)
             if cfg.metrics_textfile is not None:
                 _write_metrics(conn, cfg, report, clock())
@@ -74,6 +77,8 @@ def loop(
 def _write_metrics(
     conn: db.Connection, cfg: config.Config, report: sweep.Report, now: dt.datetime
 ) -> None:
+    from ordermon import metrics, status
+
     assert cfg.metrics_textfile is not None
     figures = status.gather(conn, cfg, now, runs=0)
     names = {p.id: p.name for p in cfg.providers}

@@ -1,10 +1,14 @@
 """Provider adapters: one module per provider kind, all speaking `base.Provider`."""
 
+from typing import TYPE_CHECKING
+
 from ordermon import provider_config
-from ordermon.providers import base
+
+if TYPE_CHECKING:  # reference_rule() is asked by every run; an adapter only when work is due
+    from ordermon.providers import base
 
 
-def build(provider: provider_config.ProviderConfig, pool_size: int = 10) -> base.Provider:
+def build(provider: provider_config.ProviderConfig, pool_size: int = 10) -> "base.Provider":
     """The adapter for a configured provider (imported on demand: an idle run needs none)."""
     if provider.kind == "znet":
         from ordermon.providers import znet
