@@ -74,8 +74,9 @@ def enrol(
     order_id: uuid.UUID | None = None,
 ) -> int:
     """Enrol every new dispatch (or just ``order_id``'s), retiring the order's older
-    enrolment. Call it in a transaction. Usually nothing is new: then it is one read."""
-    fresh = conn.execute(_FRESH, rules_params(providers) | {"order_id": order_id}).fetchall()
+    enrolment. Call it in a transaction, under `enrol_lock`. Usually nothing is new: then it
+    is one statement, which reads only the orders written since the last look."""
+    fresh = conn.execute(_FRESH, fresh_params(providers, order_id)).fetchall()
     if not fresh:
         return 0
     # The shop sent these orders again (another provider, reference or "sentAt"): their
@@ -110,28 +111,60 @@ def enrol(
     return max(cursor.rowcount, 0)
 
 
-# Dispatches of watched orders that have no enrolment yet (anti-join on the dispatch key).
+# Enrolment looks at every watched order at least this often, whatever its marks say: the
+# marks only save work, and a full look costs a few tens of milliseconds.
+FULL_LOOK_EVERY = dt.timedelta(minutes=10)
+
+# Dispatches of watched orders that have no enrolment yet (anti-join on the dispatch key), and,
+# in the same statement (so with the same snapshot), the marks moved to this look's horizon.
+# Only rows written at or after a provider's mark are compared (sql/006_enrol_marks.sql);
+# age() compares xids modulo wraparound, and a mark is never older than FULL_LOOK_EVERY.
 _FRESH = (
     "WITH c AS ("
     + _RULES
-    + """)
-    SELECT k.* FROM (
-        SELECT o.id AS order_id, c.provider_id, o."sentAt" AS sent_at,
-               ordermon_reference(c.reference_rule, o.provider_referans,
-                                  o."externalOrderId", o.id) AS reference,
-               c.first_after, c.give_up
-        FROM product_orders o JOIN c ON c.provider_id = o."providerId"
-        WHERE o.status = 'pending'
-          AND o."externalStatus" IN ('sent', 'queued', 'processing')
-          AND o."sentAt" IS NOT NULL
-          AND (%(order_id)s::uuid IS NULL OR o.id = %(order_id)s::uuid)
-    ) k
-    WHERE k.reference IS NOT NULL
-      AND NOT EXISTS (
-        SELECT 1 FROM ordermon_enrolments e
-        WHERE e.order_id = k.order_id AND e.provider_id = k.provider_id
-          AND e.reference = k.reference AND e.sent_at = k.sent_at)"""
+    + """), marked AS (
+        SELECT c.*, m.full_scan_at,
+               (m.horizon::text::bigint %% 4294967296)::text::xid AS horizon
+        FROM c LEFT JOIN ordermon_enrol_marks m
+          ON m.provider_id = c.provider_id AND m.reference_rule = c.reference_rule
+         AND m.full_scan_at > now() - make_interval(secs => %(full_every)s)
+         AND %(order_id)s::uuid IS NULL
+    ), fresh AS (
+        SELECT k.* FROM (
+            SELECT o.id AS order_id, c.provider_id, o."sentAt" AS sent_at,
+                   ordermon_reference(c.reference_rule, o.provider_referans,
+                                      o."externalOrderId", o.id) AS reference,
+                   c.first_after, c.give_up
+            FROM product_orders o JOIN marked c ON c.provider_id = o."providerId"
+            WHERE o.status = 'pending'
+              AND o."externalStatus" IN ('sent', 'queued', 'processing')
+              AND o."sentAt" IS NOT NULL
+              AND (%(order_id)s::uuid IS NULL OR o.id = %(order_id)s::uuid)
+              AND (c.horizon IS NULL OR age(o.xmin) <= age(c.horizon))
+        ) k
+        WHERE k.reference IS NOT NULL
+          AND NOT EXISTS (
+            SELECT 1 FROM ordermon_enrolments e
+            WHERE e.order_id = k.order_id AND e.provider_id = k.provider_id
+              AND e.reference = k.reference AND e.sent_at = k.sent_at)
+    ), advanced AS (
+        INSERT INTO ordermon_enrol_marks (provider_id, reference_rule, horizon, full_scan_at)
+        SELECT provider_id, reference_rule, pg_snapshot_xmin(pg_current_snapshot()),
+               coalesce(full_scan_at, now())
+        FROM marked WHERE %(order_id)s::uuid IS NULL
+        ON CONFLICT (provider_id) DO UPDATE
+        SET reference_rule = excluded.reference_rule, horizon = excluded.horizon,
+            full_scan_at = excluded.full_scan_at
+    )
+    SELECT * FROM fresh"""
 )
+
+
+def fresh_params(providers: Sequence[ProviderRules], order_id: uuid.UUID | None) -> dict[str, Any]:
+    return rules_params(providers) | {
+        "order_id": order_id,
+        "full_every": FULL_LOOK_EVERY.total_seconds(),
+    }
 
 
 def expire_exhausted(

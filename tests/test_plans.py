@@ -37,7 +37,7 @@ def test_enrolment_and_claim_use_indexes(conn: db.Connection) -> None:
         store.enrol(conn, RULES)
     conn.execute("ANALYZE")
     conn.execute("SET enable_seqscan = off")
-    params = store.rules_params(RULES) | {"order_id": None}
+    params = store.fresh_params(RULES, None)
     fresh = _plan(conn, store._FRESH, params)
     assert "idx_ordermon_orders_monitored" in fresh
     assert "ordermon_enrolments_dispatch" in fresh
