@@ -153,8 +153,8 @@ def redeliver(conn: db.Connection, event_ids: Sequence[uuid.UUID] | None, now: d
     cursor = conn.execute(
         """UPDATE ordermon_deliveries SET state = 'pending', attempts = 0,
                next_attempt_at = %(now)s, delivered_at = NULL
-           WHERE (%(ids)s::uuid[] IS NULL AND state = 'dead')
-              OR event_id = ANY(%(ids)s::uuid[])""",
+           WHERE (%(ids)b::uuid[] IS NULL AND state = 'dead')
+              OR event_id = ANY(%(ids)b::uuid[])""",
         {"ids": list(event_ids) if event_ids is not None else None, "now": now},
     )
     return max(cursor.rowcount, 0)

@@ -30,9 +30,9 @@ def lock_orders(conn: db.Connection, claims: Sequence[store.Claim]) -> dict[uuid
         """SELECT o.id, o."userId" AS user_id, o."sellPriceAmount" AS amount,
                   o."sellPriceCurrency" AS currency, o."orderNo" AS order_no
            FROM product_orders o
-           JOIN unnest(%(order_id)s::uuid[], %(provider_id)s::text[],
-                       %(sent_at)s::timestamptz[], %(reference_rule)s::text[],
-                       %(reference)s::text[])
+           JOIN unnest(%(order_id)b::uuid[], %(provider_id)b::text[],
+                       %(sent_at)b::timestamptz[], %(reference_rule)b::text[],
+                       %(reference)b::text[])
                 AS v(order_id, provider_id, sent_at, reference_rule, reference)
              ON o.id = v.order_id
            WHERE o.status = 'pending'
@@ -137,11 +137,11 @@ _WRITE_ORDERS = (
             ELSE jsonb_array_length("""
     + _V_NOTES
     + """) END
-    FROM unnest(%(order_id)s::uuid[], %(provider_id)s::text[], %(sent_at)s::timestamptz[],
-                %(reference_rule)s::text[], %(reference)s::text[], %(status)s::text[],
-                %(external_status)s::text[], %(pin)s::text[], %(set_pin)s::boolean[],
-                %(finished)s::boolean[], %(message)s::text[], %(note)s::text[],
-                %(now)s::timestamptz[], %(now_iso)s::text[])
+    FROM unnest(%(order_id)b::uuid[], %(provider_id)b::text[], %(sent_at)b::timestamptz[],
+                %(reference_rule)b::text[], %(reference)b::text[], %(status)b::text[],
+                %(external_status)b::text[], %(pin)b::text[], %(set_pin)b::boolean[],
+                %(finished)b::boolean[], %(message)b::text[], %(note)b::text[],
+                %(now)b::timestamptz[], %(now_iso)b::text[])
          AS v(order_id, provider_id, sent_at, reference_rule, reference, status,
               external_status, pin, set_pin, finished, message, note, now, now_iso)
     WHERE o.id = v.order_id
@@ -179,9 +179,9 @@ def insert_refunds(conn: db.Connection, refunds: Sequence[Refund]) -> set[uuid.U
         for row in conn.execute(
             """INSERT INTO ordermon_refunds
                    (order_id, user_id, amount, wallet_transaction_id, enrolment_id, refunded_at)
-               SELECT * FROM unnest(%(orders)s::uuid[], %(users)s::uuid[],
-                   %(amounts)s::numeric[], %(txs)s::uuid[], %(enrolments)s::bigint[],
-                   %(nows)s::timestamptz[])
+               SELECT * FROM unnest(%(orders)b::uuid[], %(users)b::uuid[],
+                   %(amounts)b::numeric[], %(txs)b::uuid[], %(enrolments)b::bigint[],
+                   %(nows)b::timestamptz[])
                ON CONFLICT (order_id) DO NOTHING RETURNING order_id""",
             {
                 "orders": [r.claim.order_id for r in refunds],
@@ -197,9 +197,9 @@ def insert_refunds(conn: db.Connection, refunds: Sequence[Refund]) -> set[uuid.U
     if paid:
         conn.execute(
             """WITH r AS (
-                   SELECT * FROM unnest(%(orders)s::uuid[], %(users)s::uuid[],
-                       %(amounts)s::numeric[], %(txs)s::uuid[], %(descriptions)s::text[],
-                       %(nows)s::timestamptz[])
+                   SELECT * FROM unnest(%(orders)b::uuid[], %(users)b::uuid[],
+                       %(amounts)b::numeric[], %(txs)b::uuid[], %(descriptions)b::text[],
+                       %(nows)b::timestamptz[])
                    WITH ORDINALITY AS v(order_id, user_id, amount, tx, description, now, n)
                ), totals AS (
                    SELECT user_id, sum(amount) AS total FROM r GROUP BY user_id

@@ -45,8 +45,8 @@ class Claim:
 
 _RULES = """
     SELECT * FROM unnest(
-        %(provider_ids)s::text[], %(rules)s::text[], %(first_after)s::float8[],
-        %(give_up)s::float8[], %(max_attempts)s::int[]
+        %(provider_ids)b::text[], %(rules)b::text[], %(first_after)b::float8[],
+        %(give_up)b::float8[], %(max_attempts)b::int[]
     ) AS c(provider_id, reference_rule, first_after, give_up, max_attempts)
 """
 
@@ -95,8 +95,8 @@ def enrol(
            SELECT order_id, provider_id, reference, sent_at,
                   sent_at + make_interval(secs => first_after),
                   sent_at + make_interval(secs => give_up)
-           FROM unnest(%(orders)s::uuid[], %(providers)s::text[], %(references)s::text[],
-                       %(sent)s::timestamptz[], %(first)s::float8[], %(give_up)s::float8[])
+           FROM unnest(%(orders)b::uuid[], %(providers)b::text[], %(references)b::text[],
+                       %(sent)b::timestamptz[], %(first)b::float8[], %(give_up)b::float8[])
                 AS v(order_id, provider_id, reference, sent_at, first_after, give_up)
            ON CONFLICT DO NOTHING""",
         {
@@ -208,7 +208,7 @@ def claim(
         due AS (
             SELECT e.id, e.order_id, e.provider_id FROM ordermon_enrolments e
             WHERE e.state = 'waiting'
-              AND e.provider_id = ANY(%(provider_ids)s::text[])
+              AND e.provider_id = ANY(%(provider_ids)b::text[])
               AND (CASE WHEN %(enrolment_id)s::bigint IS NULL
                         THEN e.next_check_at <= %(now)s
                         ELSE e.id = %(enrolment_id)s::bigint
@@ -290,10 +290,10 @@ def release_claims(conn: db.Connection, releases: Sequence[Release]) -> int:
                last_checked_at = CASE WHEN v.trouble THEN e.last_checked_at ELSE v.now END,
                last_outcome = v.outcome, last_message = v.message,
                finished_at = CASE WHEN v.state = 'waiting' THEN NULL ELSE v.now END
-           FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(states)s::text[],
-                       %(outcomes)s::text[], %(messages)s::text[],
-                       %(nexts)s::timestamptz[], %(troubles)s::boolean[],
-                       %(nows)s::timestamptz[])
+           FROM unnest(%(ids)b::bigint[], %(tokens)b::uuid[], %(states)b::text[],
+                       %(outcomes)b::text[], %(messages)b::text[],
+                       %(nexts)b::timestamptz[], %(troubles)b::boolean[],
+                       %(nows)b::timestamptz[])
                 AS v(id, token, state, outcome, message, next_check_at, trouble, now)
            WHERE e.id = v.id AND e.claim_token = v.token AND e.state = 'waiting'""",
         {
@@ -314,7 +314,7 @@ def held_claims(conn: db.Connection, claims: Sequence[Claim]) -> set[int]:
     """The enrolments this run still holds (locked, in id order, for the transaction)."""
     rows = conn.execute(
         """SELECT e.id FROM ordermon_enrolments e
-           JOIN unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS v(id, token)
+           JOIN unnest(%(ids)b::bigint[], %(tokens)b::uuid[]) AS v(id, token)
              ON e.id = v.id AND e.claim_token = v.token
            WHERE e.state = 'waiting' ORDER BY e.id FOR UPDATE OF e""",
         {"ids": [c.enrolment_id for c in claims], "tokens": [c.token for c in claims]},
@@ -343,10 +343,10 @@ def insert_attempts(conn: db.Connection, attempts: Sequence[Attempt]) -> None:
     conn.execute(
         """INSERT INTO ordermon_attempts (enrolment_id, order_id, provider_id, run_id,
                checked_at, latency_ms, http_status, outcome, applied, message, excerpt)
-           SELECT * FROM unnest(%(enrolments)s::bigint[], %(orders)s::uuid[],
-               %(providers)s::text[], %(runs)s::bigint[], %(times)s::timestamptz[],
-               %(latencies)s::int[], %(statuses)s::int[], %(outcomes)s::text[],
-               %(applied)s::text[], %(messages)s::text[], %(excerpts)s::text[])""",
+           SELECT * FROM unnest(%(enrolments)b::bigint[], %(orders)b::uuid[],
+               %(providers)b::text[], %(runs)b::bigint[], %(times)b::timestamptz[],
+               %(latencies)b::int[], %(statuses)b::int[], %(outcomes)b::text[],
+               %(applied)b::text[], %(messages)b::text[], %(excerpts)b::text[])""",
         {
             "enrolments": [a.claim.enrolment_id for a in attempts],
             "orders": [a.claim.order_id for a in attempts],
