@@ -29,6 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import cpu  # noqa: E402
 from ordermon import db, migrate, simulator  # noqa: E402
 
 PROVIDER = "bench-provider"
@@ -65,9 +66,11 @@ def scenario_1(url: str, scale: float) -> list[Row]:
     with simulator.Simulator(kod="4711", sifre="bench") as sim:
         _populate(url, sim, count, "znet")
         sweep = _sweep(url, _config(url, "znet", sim.url))
-        ceiling = _ceiling(sim.url, count, 16, trust_env=False)
-        trusting = _ceiling(sim.url, count, 16, trust_env=True)
+        ceiling, ceiling_cpu = _ceiling(sim.url, count, 16, trust_env=False)
+        trusting, _ = _ceiling(sim.url, count, 16, trust_env=True)
     rate = sweep["checks"] / sweep["seconds"]
+    per_check = _per_item(sweep["cpu"], sweep["checks"])
+    per_request = _per_item(ceiling_cpu, count)
     return [
         _row("1", "znet checks/s end to end (claim, HTTP, record)", rate, "checks/s"),
         _row("1", "ceiling: bare requests loop, same concurrency (16)", ceiling, "requests/s"),
@@ -80,6 +83,15 @@ def scenario_1(url: str, scale: float) -> list[Row]:
             met=rate / ceiling >= 0.8,
         ),
         _row("1", "ceiling with trust_env=True (proxy/netrc look-ups)", trusting, "requests/s"),
+        *_cpu_rows("1", "check", sweep["cpu"], sweep["seconds"], per_check),
+        _row("1", "CPU per request, ceiling: HTTP loop", per_request.client, "ms"),
+        _row("1", "CPU per request, ceiling: simulator", per_request.simulator, "ms"),
+        _row(
+            "1",
+            "best ratio one Python process allows: loop's CPU per request / sweep's per check",
+            per_request.client / per_check.client,
+            "ratio",
+        ),
     ]
 
 
@@ -91,6 +103,7 @@ def scenario_2(url: str, scale: float) -> list[Row]:
         sweep = _sweep(url, _config(url, "barakat", sim.url))
         requests_made = sim.count_kind("barakat")
     rate = sweep["checks"] / sweep["seconds"]
+    per_order = _per_item(sweep["cpu"], sweep["checks"])
     return [
         _row(
             "2",
@@ -99,6 +112,13 @@ def scenario_2(url: str, scale: float) -> list[Row]:
             "orders/s",
             target=">= 5000",
             met=rate >= 5000,
+        ),
+        *_cpu_rows("2", "order", sweep["cpu"], sweep["seconds"], per_order),
+        _row(
+            "2",
+            f"most orders/s the CPU allows ({os.cpu_count()} cores / CPU per order)",
+            (os.cpu_count() or 1) / (per_order.total / 1000),
+            "orders/s",
         ),
     ]
 
@@ -340,31 +360,61 @@ def _start_sweep(config_path: Path) -> "subprocess.Popen[str]":
 
 def _sweep(url: str, config_path: Path) -> dict[str, Any]:
     started = time.perf_counter()
-    proc = _start_sweep(config_path)
-    out, err = proc.communicate(timeout=3600)
+    with cpu.CpuMeter() as meter:
+        proc = _start_sweep(config_path)
+        out, err = proc.communicate(timeout=3600)
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"sweep failed: {err}")
     report = json.loads(out)
     checks = report["completed"] + report["failed"] + report["processing"] + report["error"]
-    return {"seconds": elapsed, "checks": checks, "report": report}
+    return {"seconds": elapsed, "checks": checks, "report": report, "cpu": meter.result}
 
 
-def _ceiling(url: str, count: int, concurrency: int, trust_env: bool) -> float:
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "ceiling.py"),
-            url + simulator.ZNET_PATH,
-            str(count),
-            str(concurrency),
-            "1" if trust_env else "0",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return float(out.strip())
+def _ceiling(
+    url: str, count: int, concurrency: int, trust_env: bool
+) -> tuple[float, cpu.CpuSeconds]:
+    """Requests per second of the bare HTTP loop, and the CPU it and the simulator used."""
+    with cpu.CpuMeter() as meter:
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "benchmarks" / "ceiling.py"),
+                url + simulator.ZNET_PATH,
+                str(count),
+                str(concurrency),
+                "1" if trust_env else "0",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    return float(out.strip()), meter.result
+
+
+def _per_item(used: cpu.CpuSeconds, items: int) -> cpu.CpuSeconds:
+    """CPU milliseconds per item."""
+    return cpu.CpuSeconds(
+        postgres=used.postgres * 1000 / items,
+        simulator=used.simulator * 1000 / items,
+        client=used.client * 1000 / items,
+    )
+
+
+def _cpu_rows(
+    scenario: str, item: str, used: cpu.CpuSeconds, seconds: float, per_item: cpu.CpuSeconds
+) -> list[Row]:
+    return [
+        _row(scenario, f"CPU per {item}: sweep process", per_item.client, "ms"),
+        _row(scenario, f"CPU per {item}: PostgreSQL", per_item.postgres, "ms"),
+        _row(scenario, f"CPU per {item}: simulator", per_item.simulator, "ms"),
+        _row(
+            scenario,
+            "cores busy during the sweep (CPU seconds / wall seconds)",
+            used.total / seconds,
+            "cores",
+        ),
+    ]
 
 
 def _median_runs(commands: list[list[str]], runs: int) -> list[float]:
