@@ -9,7 +9,9 @@ import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
+
+import psycopg.rows
 
 from ordermon import db
 
@@ -27,9 +29,10 @@ class ProviderRules:
     max_attempts: int | None
 
 
-@dataclasses.dataclass(frozen=True)
-class Claim:
-    """An enrolment a run holds under its lease, with the attempt already counted."""
+class Claim(NamedTuple):
+    """An enrolment a run holds under its lease, with the attempt already counted. (A named
+    tuple: a busy sweep makes thousands a second, straight from the claim's rows, in the
+    order of its RETURNING list.)"""
 
     enrolment_id: int
     order_id: uuid.UUID
@@ -38,9 +41,9 @@ class Claim:
     sent_at: dt.datetime
     attempts: int
     deadline: dt.datetime
-    token: uuid.UUID
     reference_rule: str
     still_current: bool
+    token: uuid.UUID
 
 
 _RULES = """
@@ -239,7 +242,8 @@ def claim(
         "lease_end": lease_end,
         "enrolment_id": enrolment_id,
     }
-    return [Claim(token=token, **row) for row in conn.execute(query, params)]
+    rows = conn.cursor(row_factory=psycopg.rows.tuple_row).execute(query, params)
+    return [Claim._make((*row, token)) for row in rows]
 
 
 def supersede_claims(
