@@ -5,6 +5,8 @@ returned. Heavy modules are imported inside the commands, so `--help` and an idl
 cheap.
 """
 
+import atexit
+import gc
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -28,6 +30,11 @@ app = typer.Typer(
 
 
 def main() -> None:
+    # On its way out the interpreter garbage-collects every object that starting up created,
+    # a walk that costs an idle sweep (cron starts one a minute) about a seventh of its time
+    # and frees nothing that matters then. Freezing the heap at exit skips it; the other exit
+    # handlers (logging's flush) and the closing of files and connections still run.
+    atexit.register(gc.freeze)
     try:
         app()
     except errors.OrdermonError as exc:  # raised outside a command (should not happen)
