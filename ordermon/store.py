@@ -131,6 +131,8 @@ _FRESH = (
         FROM c LEFT JOIN ordermon_enrol_marks m
           ON m.provider_id = c.provider_id AND m.reference_rule = c.reference_rule
          AND m.full_scan_at > now() - make_interval(secs => %(full_every)s)
+         -- a mark from another cluster's history (a restored dump) is ahead of this one's
+         AND m.horizon <= pg_snapshot_xmax(pg_current_snapshot())
          AND %(order_id)s::uuid IS NULL
     ), fresh AS (
         SELECT k.* FROM (

@@ -92,3 +92,13 @@ def test_enrolling_one_order_leaves_the_marks_alone(conn: db.Connection) -> None
     assert conn.execute("SELECT count(*) AS n FROM ordermon_enrol_marks").fetchone() == {"n": 0}
     assert _enrol(conn, [_rules(PROVIDER_ID)]) == 1
     assert enrolment_of(conn, other)["reference"] == "other"
+
+
+def test_a_mark_from_another_clusters_history_is_ignored(conn: db.Connection) -> None:
+    """After a dump is restored into a new cluster, transaction ids start again lower than
+    the marks say: such a mark is no mark, and everything is looked at."""
+    assert _enrol(conn, [_rules(PROVIDER_ID)]) == 0
+    conn.execute("UPDATE ordermon_enrol_marks SET horizon = '9000000000'::xid8")
+    order = add_order(conn, add_user(conn), "after-restore")
+    assert _enrol(conn, [_rules(PROVIDER_ID)]) == 1
+    assert enrolment_of(conn, order)["reference"] == "after-restore"
