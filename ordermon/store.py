@@ -135,17 +135,19 @@ _FRESH = (
          AND m.horizon <= pg_snapshot_xmax(pg_current_snapshot())
          AND %(order_id)s::uuid IS NULL
     ), fresh AS (
-        SELECT k.* FROM (
+        SELECT k.* FROM marked c CROSS JOIN LATERAL (
             SELECT o.id AS order_id, c.provider_id, o."sentAt" AS sent_at,
                    ordermon_reference(c.reference_rule, o.provider_referans,
                                       o."externalOrderId", o.id) AS reference,
                    c.first_after, c.give_up
-            FROM product_orders o JOIN marked c ON c.provider_id = o."providerId"
-            WHERE o.status = 'pending'
+            FROM product_orders o
+            WHERE o."providerId" = c.provider_id
+              AND o.status = 'pending'
               AND o."externalStatus" IN ('sent', 'queued', 'processing')
               AND o."sentAt" IS NOT NULL
               AND (%(order_id)s::uuid IS NULL OR o.id = %(order_id)s::uuid)
               AND (c.horizon IS NULL OR age(o.xmin) <= age(c.horizon))
+            OFFSET 0  -- one scan per provider, the horizon tested in it (not after a join)
         ) k
         WHERE k.reference IS NOT NULL
           AND NOT EXISTS (
