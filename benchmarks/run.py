@@ -475,7 +475,7 @@ def _enrol_and_claim(url: str, runs: int = 15) -> float:
     import datetime as dt
     import uuid
 
-    from ordermon import store
+    from ordermon import enrolment, store
 
     rules = [
         store.ProviderRules(
@@ -484,15 +484,15 @@ def _enrol_and_claim(url: str, runs: int = 15) -> float:
     ]
     times = []
     with db.connect(url, autocommit=True) as conn:
-        store.enrol(conn, rules)  # the first sweep enrols the 10,000 waiting orders
+        enrolment.enrol(conn, rules)  # the first sweep enrols the 10,000 waiting orders
         conn.execute("VACUUM ANALYZE ordermon_enrolments")  # as autovacuum would after it
         waiting = store.count_due(conn, [PROVIDER], dt.datetime.now(dt.UTC))
         for _ in range(min(runs, waiting // 500)):
             now = dt.datetime.now(dt.UTC)
             started = time.perf_counter()
             with conn.transaction():
-                store.enrol_lock(conn)
-                store.enrol(conn, rules)
+                enrolment.enrol_lock(conn)
+                enrolment.enrol(conn, rules)
             with conn.transaction():
                 claims = store.claim(
                     conn, rules, 500, uuid.uuid4(), now, now + dt.timedelta(minutes=5)

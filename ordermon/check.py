@@ -12,6 +12,7 @@ from typing import Any
 from ordermon import (
     config,
     db,
+    enrolment,
     errors,
     outbox,
     outcome,
@@ -118,13 +119,13 @@ def _check_and_record(
     run_id = runs.start_run(conn, "check", socket.gethostname(), os.getpid(), now)
     token = uuid.uuid4()
     with conn.transaction():
-        store.enrol(conn, provider_rules, order_id=order_id)
-        enrolment = conn.execute(
+        enrolment.enrol(conn, provider_rules, order_id=order_id)
+        waiting = conn.execute(
             "SELECT id, claimed_until FROM ordermon_enrolments "
             "WHERE order_id = %(id)s AND state = 'waiting'",
             {"id": order_id},
         ).fetchone()
-        if enrolment is None:
+        if waiting is None:
             last = conn.execute(
                 "SELECT state FROM ordermon_enrolments WHERE order_id = %(id)s "
                 "ORDER BY id DESC LIMIT 1",
@@ -136,10 +137,10 @@ def _check_and_record(
                 "it checks it again only when the shop sends it again"
             )
         claims = store.claim(
-            conn, provider_rules, 1, token, now, now + cfg.sweep.lease, enrolment["id"]
+            conn, provider_rules, 1, token, now, now + cfg.sweep.lease, waiting["id"]
         )
     if not claims:
-        until = enrolment["claimed_until"]
+        until = waiting["claimed_until"]
         raise errors.OrderError(
             f"order {order_id} is being checked by a sweep right now (claimed until "
             f"{until:%Y-%m-%d %H:%M:%S} UTC); try again after that"

@@ -11,7 +11,18 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from ordermon import config, db, errors, migrate, outbox, provider_config, providers, runs, store
+from ordermon import (
+    config,
+    db,
+    enrolment,
+    errors,
+    migrate,
+    outbox,
+    provider_config,
+    providers,
+    runs,
+    store,
+)
 
 if TYPE_CHECKING:
     from ordermon.providers import base
@@ -121,9 +132,9 @@ def run(
     run_id = runs.start_run(conn, "sweep", socket.gethostname(), os.getpid(), clock())
     counts = dict.fromkeys(runs.RUN_COUNTS, 0)
     with conn.transaction():
-        store.enrol_lock(conn)
-        counts["enrolled"] = store.enrol(conn, provider_rules)
-    counts["expired"] += store.expire_exhausted(conn, provider_rules, clock())
+        enrolment.enrol_lock(conn)
+        counts["enrolled"] = enrolment.enrol(conn, provider_rules)
+    counts["expired"] += enrolment.expire_exhausted(conn, provider_rules, clock())
     report = Report(run_id, counts, None, 0.0)
     if chosen and store.count_due(conn, [p.id for p in chosen], clock()):
         from ordermon import sweeper

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from ordermon import db, simulator, store, sweep
+from ordermon import db, enrolment, simulator, store, sweep
 from tests.conftest import (
     SIFRE,
     add_order,
@@ -85,7 +85,7 @@ def test_check_refusals(
     claimed = add_order(conn, user, "z")
     cfg = make_config(db_url, sim.url)
     rules = sweep.rules(cfg.providers)
-    store.enrol(conn, rules)
+    enrolment.enrol(conn, rules)
     now = dt.datetime.now(dt.UTC)
     store.claim(conn, rules, 10, uuid.uuid4(), now, now + dt.timedelta(minutes=5))
     cases = {

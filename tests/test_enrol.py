@@ -5,7 +5,7 @@ orders of a provider new to the config, not a change of reference rule."""
 import datetime as dt
 from collections.abc import Sequence
 
-from ordermon import db, store
+from ordermon import db, enrolment, store
 from tests.conftest import PROVIDER_ID, add_order, add_user, enrolment_of
 
 OTHER_ID = "9f0c1d2e-0000-4000-8000-0000000000bb"
@@ -17,8 +17,8 @@ def _rules(provider_id: str, rule: str = "provider_referans") -> store.ProviderR
 
 def _enrol(conn: db.Connection, rules: Sequence[store.ProviderRules]) -> int:
     with conn.transaction():
-        store.enrol_lock(conn)
-        return store.enrol(conn, rules)
+        enrolment.enrol_lock(conn)
+        return enrolment.enrol(conn, rules)
 
 
 def test_an_order_committed_after_a_look_began_is_enrolled_by_the_next(
@@ -45,7 +45,7 @@ def test_old_orders_are_not_compared_again_until_the_next_full_look(conn: db.Con
     assert _enrol(conn, [_rules(PROVIDER_ID)]) == 0
     conn.execute(
         "UPDATE ordermon_enrol_marks SET full_scan_at = full_scan_at - %(every)s",
-        {"every": store.FULL_LOOK_EVERY + dt.timedelta(seconds=1)},
+        {"every": enrolment.FULL_LOOK_EVERY + dt.timedelta(seconds=1)},
     )
     assert _enrol(conn, [_rules(PROVIDER_ID)]) == 1
     assert enrolment_of(conn, order)["state"] == "waiting"
@@ -88,7 +88,7 @@ def test_enrolling_one_order_leaves_the_marks_alone(conn: db.Connection) -> None
     asked = add_order(conn, user, "asked")
     other = add_order(conn, user, "other")
     with conn.transaction():
-        assert store.enrol(conn, [_rules(PROVIDER_ID)], order_id=asked) == 1
+        assert enrolment.enrol(conn, [_rules(PROVIDER_ID)], order_id=asked) == 1
     assert conn.execute("SELECT count(*) AS n FROM ordermon_enrol_marks").fetchone() == {"n": 0}
     assert _enrol(conn, [_rules(PROVIDER_ID)]) == 1
     assert enrolment_of(conn, other)["reference"] == "other"

@@ -18,7 +18,18 @@ from typing import Any, ClassVar
 import psycopg
 import pytest
 
-from ordermon import config, db, outcome, providers, runner, simulator, store, sweep, webhooks
+from ordermon import (
+    config,
+    db,
+    enrolment,
+    outcome,
+    providers,
+    runner,
+    simulator,
+    store,
+    sweep,
+    webhooks,
+)
 from tests.conftest import (
     FakeClock,
     add_order,
@@ -154,7 +165,7 @@ def test_no_event_for_a_rolled_back_transition(
     )
     cfg = config.parse(config_document(db_url, sim.url), {})
     rules = sweep.rules(cfg.providers)
-    store.enrol(conn, rules)
+    enrolment.enrol(conn, rules)
     clock = FakeClock()
     [claim] = store.claim(conn, rules, 1, uuid.uuid4(), clock.now, clock.now + cfg.sweep.lease)
     sim.script("r1", "failed")

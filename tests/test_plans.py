@@ -4,7 +4,7 @@ product_orders and ordermon's history grow (the timing itself is measured in ben
 import datetime as dt
 import uuid
 
-from ordermon import db, store
+from ordermon import db, enrolment, store
 from tests.conftest import PROVIDER_ID
 
 RULES = [
@@ -34,11 +34,11 @@ def test_enrolment_and_claim_use_indexes(conn: db.Connection) -> None:
         {"provider": PROVIDER_ID},
     )
     with conn.transaction():
-        store.enrol(conn, RULES)
+        enrolment.enrol(conn, RULES)
     conn.execute("ANALYZE")
     conn.execute("SET enable_seqscan = off")
-    params = store.fresh_params(RULES, None)
-    fresh = _plan(conn, store._FRESH, params)
+    params = enrolment.fresh_params(RULES, None)
+    fresh = _plan(conn, enrolment._FRESH, params)
     assert "idx_ordermon_orders_monitored" in fresh
     assert "ordermon_enrolments_dispatch" in fresh
     assert "Seq Scan on product_orders" not in fresh

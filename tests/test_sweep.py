@@ -4,7 +4,7 @@ import dataclasses
 import datetime as dt
 import uuid
 
-from ordermon import config, db, outcome, providers, simulator, store, sweep
+from ordermon import config, db, enrolment, outcome, providers, simulator, store, sweep
 from tests.conftest import FakeClock, add_order, add_user, enrolment_of, make_config, order_row
 
 
@@ -97,7 +97,7 @@ def test_resent_while_in_flight_changes_nothing(
     order = add_order(conn, add_user(conn), "old-ref")
     cfg = make_config(db_url, sim.url)
     provider_rules = sweep.rules(cfg.providers)
-    store.enrol(conn, provider_rules)
+    enrolment.enrol(conn, provider_rules)
     [claim] = store.claim(
         conn, provider_rules, 10, uuid.uuid4(), clock.now, clock.now + dt.timedelta(minutes=5)
     )
@@ -121,7 +121,7 @@ def test_lease_keeps_others_off_then_returns_the_order(
     order = add_order(conn, add_user(conn), "r1")
     cfg = make_config(db_url, sim.url)
     provider_rules = sweep.rules(cfg.providers)
-    store.enrol(conn, provider_rules)
+    enrolment.enrol(conn, provider_rules)
     [dead] = store.claim(
         conn, provider_rules, 10, uuid.uuid4(), clock.now, clock.now + cfg.sweep.lease
     )

@@ -1,0 +1,146 @@
+"""Enrolment: which dispatches of watched orders ordermon takes on, and which it gives up.
+
+Every sweep enrols the dispatches that are new since its last look, under one advisory lock
+(sql/006_enrol_marks.sql tells how the looks are kept cheap), and expires the orders whose
+checks have run out.
+"""
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from ordermon import db, store
+
+
+def enrol_lock(conn: db.Connection) -> None:
+    """One enroller at a time. The others wait the moment it takes (they hold nothing
+    meanwhile), then find nothing new; had they skipped, a sweep started together with
+    another would find nothing enrolled yet and leave all the work to it."""
+    conn.execute("SELECT pg_advisory_xact_lock(7170001)")
+
+
+def enrol(
+    conn: db.Connection,
+    providers: Sequence[store.ProviderRules],
+    order_id: uuid.UUID | None = None,
+) -> int:
+    """Enrol every new dispatch (or just ``order_id``'s), retiring the order's older
+    enrolment. Call it in a transaction, under `enrol_lock`. Usually nothing is new: then it
+    is one statement, which reads only the orders written since the last look."""
+    fresh = conn.execute(_FRESH, fresh_params(providers, order_id)).fetchall()
+    if not fresh:
+        return 0
+    # The shop sent these orders again (another provider, reference or "sentAt"): their
+    # waiting enrolment gives way to the new dispatch.
+    conn.execute(
+        """UPDATE ordermon_enrolments
+           SET state = 'superseded', finished_at = now(), claim_token = NULL,
+               claimed_until = NULL, last_outcome = 'superseded',
+               last_message = 'the shop sent the order again'
+           WHERE state = 'waiting' AND order_id = ANY(%(ids)s)""",
+        {"ids": [row["order_id"] for row in fresh]},
+    )
+    cursor = conn.execute(
+        """INSERT INTO ordermon_enrolments
+               (order_id, provider_id, reference, sent_at, next_check_at, deadline)
+           SELECT order_id, provider_id, reference, sent_at,
+                  sent_at + make_interval(secs => first_after),
+                  sent_at + make_interval(secs => give_up)
+           FROM unnest(%(orders)b::uuid[], %(providers)b::text[], %(references)b::text[],
+                       %(sent)b::timestamptz[], %(first)b::float8[], %(give_up)b::float8[])
+                AS v(order_id, provider_id, reference, sent_at, first_after, give_up)
+           ON CONFLICT DO NOTHING""",
+        {
+            "orders": [r["order_id"] for r in fresh],
+            "providers": [r["provider_id"] for r in fresh],
+            "references": [r["reference"] for r in fresh],
+            "sent": [r["sent_at"] for r in fresh],
+            "first": [r["first_after"] for r in fresh],
+            "give_up": [r["give_up"] for r in fresh],
+        },
+    )
+    return max(cursor.rowcount, 0)
+
+
+# Enrolment looks at every watched order at least this often, whatever its marks say: the
+# marks only save work, and a full look costs a few tens of milliseconds.
+FULL_LOOK_EVERY = dt.timedelta(minutes=10)
+
+# Dispatches of watched orders that have no enrolment yet (anti-join on the dispatch key), and,
+# in the same statement (so with the same snapshot), the marks moved to this look's horizon.
+# Only rows written at or after a provider's mark are compared (sql/006_enrol_marks.sql);
+# age() compares xids modulo wraparound, and a mark is never older than FULL_LOOK_EVERY.
+_FRESH = (
+    "WITH c AS ("
+    + store.RULES_CTE
+    + """), marked AS (
+        SELECT c.*, m.full_scan_at,
+               (m.horizon::text::bigint %% 4294967296)::text::xid AS horizon
+        FROM c LEFT JOIN ordermon_enrol_marks m
+          ON m.provider_id = c.provider_id AND m.reference_rule = c.reference_rule
+         AND m.full_scan_at > now() - make_interval(secs => %(full_every)s)
+         -- a mark from another cluster's history (a restored dump) is ahead of this one's
+         AND m.horizon <= pg_snapshot_xmax(pg_current_snapshot())
+         AND %(order_id)s::uuid IS NULL
+    ), fresh AS (
+        SELECT k.* FROM marked c CROSS JOIN LATERAL (
+            SELECT o.id AS order_id, c.provider_id, o."sentAt" AS sent_at,
+                   ordermon_reference(c.reference_rule, o.provider_referans,
+                                      o."externalOrderId", o.id) AS reference,
+                   c.first_after, c.give_up
+            FROM product_orders o
+            WHERE o."providerId" = c.provider_id
+              AND o.status = 'pending'
+              AND o."externalStatus" IN ('sent', 'queued', 'processing')
+              AND o."sentAt" IS NOT NULL
+              AND (%(order_id)s::uuid IS NULL OR o.id = %(order_id)s::uuid)
+              AND (c.horizon IS NULL OR age(o.xmin) <= age(c.horizon))
+            OFFSET 0  -- one scan per provider, the horizon tested in it (not after a join)
+        ) k
+        WHERE k.reference IS NOT NULL
+          AND NOT EXISTS (
+            SELECT 1 FROM ordermon_enrolments e
+            WHERE e.order_id = k.order_id AND e.provider_id = k.provider_id
+              AND e.reference = k.reference AND e.sent_at = k.sent_at)
+    ), advanced AS (
+        INSERT INTO ordermon_enrol_marks (provider_id, reference_rule, horizon, full_scan_at)
+        SELECT provider_id, reference_rule, pg_snapshot_xmin(pg_current_snapshot()),
+               coalesce(full_scan_at, now())
+        FROM marked WHERE %(order_id)s::uuid IS NULL
+        ON CONFLICT (provider_id) DO UPDATE
+        SET reference_rule = excluded.reference_rule, horizon = excluded.horizon,
+            full_scan_at = excluded.full_scan_at
+    )
+    SELECT * FROM fresh"""
+)
+
+
+def fresh_params(
+    providers: Sequence[store.ProviderRules], order_id: uuid.UUID | None
+) -> dict[str, Any]:
+    return store.rules_params(providers) | {
+        "order_id": order_id,
+        "full_every": FULL_LOOK_EVERY.total_seconds(),
+    }
+
+
+def expire_exhausted(
+    conn: db.Connection, providers: Sequence[store.ProviderRules], now: dt.datetime
+) -> int:
+    """Expire waiting orders whose last check fell at or past the deadline, or that have used
+    their max_attempts (after a config change: the normal path expires at record time)."""
+    query = (
+        "WITH c AS ("
+        + store.RULES_CTE
+        + """)
+        UPDATE ordermon_enrolments e
+        SET state = 'expired', finished_at = %(now)s, claim_token = NULL, claimed_until = NULL,
+            last_outcome = 'expired'
+        FROM c
+        WHERE c.provider_id = e.provider_id AND e.state = 'waiting'
+          AND e.next_check_at <= %(now)s AND e.attempts >= 1
+          AND (e.last_checked_at >= e.deadline
+               OR (c.max_attempts IS NOT NULL AND e.attempts >= c.max_attempts))"""
+    )
+    return max(conn.execute(query, store.rules_params(providers) | {"now": now}).rowcount, 0)
