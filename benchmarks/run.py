@@ -10,6 +10,7 @@ provider simulator (in this process), and prints a markdown table with the machi
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -51,7 +52,12 @@ def main() -> None:
                     continue
                 doc = (scenario.__doc__ or "").splitlines()[0]
                 print(f"scenario {number}: {doc}", file=sys.stderr)
-                rows.extend(scenario(_fresh_database(server), scale))
+                try:
+                    rows.extend(scenario(_fresh_database(server), scale))
+                finally:
+                    # Gone before the next scenario, so that autovacuum on one scenario's
+                    # tables does not weigh on the next one's figures.
+                    _drop_databases(server)
             print(_report(server, rows, " ".join(sys.argv[1:])))
         finally:
             _drop_databases(server)
@@ -265,16 +271,18 @@ def _server(dsn: str | None) -> Iterator[str]:
 
 
 _databases: list[str] = []
+_numbers = itertools.count()
 
 
 def _drop_databases(server: str) -> None:
     with psycopg.connect(server, autocommit=True) as admin:
         for name in _databases:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+    _databases.clear()
 
 
 def _fresh_database(server: str) -> str:
-    name = f"ordermon_bench_{os.getpid()}_{len(_databases)}"
+    name = f"ordermon_bench_{os.getpid()}_{next(_numbers)}"
     _databases.append(name)
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
