@@ -28,16 +28,17 @@ def run(
 ) -> None:
     """Open a lane per provider, work until done or stopped, and close the lanes."""
     cfg, conn, report = work.cfg, work.conn, work.report
-    # The main thread talks to PostgreSQL, a round trip at a time, while the provider threads
-    # parse replies. After each round trip it must win the GIL back, which by default can
-    # take 5 ms while the others hold it: shorter turns keep the database busy.
-    sys.setswitchinterval(0.0005)
     slots = threading.BoundedSemaphore(cfg.sweep.concurrency)
     all_lanes = [lanes.Lane(p, cfg, r, slots) for p, r in zip(chosen, provider_rules, strict=True)]
     _open_lanes(conn, cfg, all_lanes, work.clock)
     if work.progress is not None:
         open_ids = [lane.provider.id for lane in all_lanes if lane.open]
         work.progress.start(store.count_due(conn, open_ids, work.clock()))
+    # The main thread talks to PostgreSQL, a round trip at a time, while the provider threads
+    # parse replies. After each round trip it must win the GIL back, which by default can
+    # take 5 ms while the others hold it: shorter turns keep the database busy.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
     try:
         report.stopped_by = work.work(all_lanes)
     finally:
@@ -45,6 +46,7 @@ def run(
         # queue when the lease ends.
         for lane in all_lanes:
             lane.close(wait=report.stopped_by != "time_limit")
+        sys.setswitchinterval(switch_interval)
     report.problems.extend(_problems(all_lanes))
 
 
