@@ -10,6 +10,18 @@ from typing import Any
 from ordermon import db, notify_config
 
 
+@dataclasses.dataclass
+class DeliveryReport:
+    """What one round of webhook deliveries did (all zero when no webhook is configured)."""
+
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
 @dataclasses.dataclass(frozen=True)
 class Delivery:
     event_id: uuid.UUID

@@ -57,9 +57,9 @@ class Report:
     seconds: float
     problems: list[str] = dataclasses.field(default_factory=list)
     pruned: int = 0
-    # Webhook deliveries after the provider work (all zero when no webhook is configured).
+    # Webhook deliveries after the provider work.
     delivery: dict[str, int] = dataclasses.field(
-        default_factory=lambda: dict.fromkeys(("delivered", "retried", "dead"), 0)
+        default_factory=lambda: outbox.DeliveryReport().as_dict()
     )
 
     def as_dict(self) -> dict[str, object]:

@@ -6,7 +6,6 @@ A receiver verifies ``X-Ordermon-Signature: sha256=HEX`` as HMAC-SHA256 with the
 secret over ``TIMESTAMP + "." + BODY`` (``X-Ordermon-Timestamp``, the raw request body)."""
 
 import concurrent.futures
-import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -21,16 +20,6 @@ from ordermon import config, db, notify_config, outbox, schedule
 Clock = Callable[[], dt.datetime]
 
 
-@dataclasses.dataclass
-class Report:
-    delivered: int = 0
-    retried: int = 0
-    dead: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
-
-
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return "sha256=" + digest.hexdigest()
@@ -40,10 +29,10 @@ def body_of(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
 
 
-def deliver(conn: db.Connection, cfg: config.Config, clock: Clock) -> Report:
+def deliver(conn: db.Connection, cfg: config.Config, clock: Clock) -> outbox.DeliveryReport:
     """Deliver what is due, within notify.time_budget."""
     notify = cfg.notify
-    report = Report()
+    report = outbox.DeliveryReport()
     if not notify.webhooks:
         return report
     import requests
@@ -111,7 +100,7 @@ def _record(
     status: int | None,
     error: str | None,
     now: dt.datetime,
-    report: Report,
+    report: outbox.DeliveryReport,
 ) -> None:
     if error is None:
         outbox.finish(
