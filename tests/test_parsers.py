@@ -101,7 +101,7 @@ def barakat_oracle(document: Any, ref: str) -> Reading | None:
     data = document.get("data")
     if not isinstance(data, list):
         return None
-    readings = []
+    readings: list[Reading] = []
     for item in data:
         if not isinstance(item, dict) or _text(item.get("order_id")) != ref:
             continue
@@ -124,7 +124,7 @@ def barakat_oracle(document: Any, ref: str) -> Reading | None:
 def internal_oracle(document: Any, ref: str) -> Reading | None:
     if not isinstance(document, list):
         return None
-    readings = []
+    readings: list[Reading] = []
     for item in document:
         if not isinstance(item, dict) or _text(item.get("externalOrderId")) != ref:
             continue
