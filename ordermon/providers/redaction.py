@@ -72,11 +72,13 @@ def hide_pins(value: str, pins: Iterable[str]) -> str:
     forms: set[str] = set()
     for pin in pins:
         if len(pin) >= PIN_ECHO_MIN:
-            forms.update((pin, json.dumps(pin, ensure_ascii=False)[1:-1], _storable(pin)))
-    if not forms:
-        return value
-    pattern = "|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True))
-    return re.sub(pattern, MASK, value)
+            forms.add(pin)
+            if not pin.isprintable() or '"' in pin or "\\" in pin:
+                forms.update((json.dumps(pin, ensure_ascii=False)[1:-1], _storable(pin)))
+    for form in sorted(forms, key=len, reverse=True):
+        if form in value:
+            value = value.replace(form, MASK)
+    return value
 
 
 def excerpt(
@@ -170,6 +172,10 @@ def _mask_keys(document: Any, keys: frozenset[str], pins: set[str]) -> Any:
 
 
 _STRING = r'"(?:[^"\\]|\\.)*(?:"|$)'
+_FLAT = rf'(?:{_STRING}|[^\[\]{{}}"])'  # a string or any character but a bracket
+# An array or object (two levels deep; a PIN nested deeper in a reply that does not decode
+# is beyond a pattern), possibly cut off.
+_CONTAINER = rf"[\[{{](?:[\[{{]{_FLAT}*[\]}}]?|{_FLAT})*[\]}}]?"
 
 
 def _mask_json_like(window: str, keys: frozenset[str], pins: set[str]) -> str:
@@ -178,7 +184,8 @@ def _mask_json_like(window: str, keys: frozenset[str], pins: set[str]) -> str:
     if not keys:
         return window
     names = "|".join(re.escape(key) for key in sorted(keys))
-    pattern = re.compile(rf'("(?i:{names})"\s*:\s*)({_STRING}|[^,}}\]\s]+)', re.DOTALL)
+    value = rf"{_STRING}|{_CONTAINER}|[^,}}\]\s]+"
+    pattern = re.compile(rf'("(?i:{names})"\s*:\s*)({value})', re.DOTALL)
 
     def mask(match: re.Match[str]) -> str:
         value = match.group(2)
