@@ -412,6 +412,16 @@ def test_a_secret_straddling_the_cut_or_json_escaped_is_redacted(
     assert orders and "***" in _attempts(conn, orders["32"])[0]["excerpt"]
 
 
+def test_a_message_is_redacted_before_it_is_cut() -> None:
+    """A token straddling the stored message's bound is redacted, not cut in half."""
+    adapter = _adapter("barakat")
+    for lead in (text.MESSAGE_CHARS - 5, text.MESSAGE_CHARS - len(TOKEN) // 2):
+        body = _barakat_body({"order_id": "1", "status": "wait", "note": "n" * lead + TOKEN})
+        answer = barakat.parse(200, body.encode(), ["1"])["1"]
+        shown = adapter.shown(answer).message or ""
+        assert len(shown) <= text.MESSAGE_CHARS and TOKEN[:5] not in shown
+
+
 def test_redactor_knows_every_escaped_form() -> None:
     """Plain, URL-encoded (any case), JSON-escaped (``\\/``, ``\\uXXXX``) and mixed forms."""
     redact = base.Redactor(["ab/cd ef", "tok-1"])
