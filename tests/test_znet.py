@@ -34,7 +34,6 @@ C, F, P, E = (
         ("OK|3| |İptal edildi", F, None, "İptal edildi"),
         ("OK|2|PIN|a|b|c", C, "PIN", "a|b|c"),
         ("OK|3| |", F, None, None),
-        ("OK|2|AB\x0012|ok", C, "AB12", "ok"),
     ],
 )
 def test_reply_variants(body: str, outcome: base.Outcome, pin: str | None, message: str) -> None:
@@ -56,6 +55,9 @@ def test_reply_variants(body: str, outcome: base.Outcome, pin: str | None, messa
         (200, "ok|2|PIN|x", "unrecognised reply"),
         (500, "OK|2|PIN|x", "HTTP 500"),
         (200, "OK|2|" + "X" * 121 + "|x", "PIN of 121 characters does not fit"),
+        (200, "OK|2|AB\x0012|ok", "PIN is not printable text"),
+        (200, "O\x00K|\x003| |x", "unrecognised reply"),
+        (200, "OK|3\x00| |x", "unknown status '3\\x00'"),
     ],
 )
 def test_errors_never_fail_an_order(status: int, body: str, says: str) -> None:
@@ -72,20 +74,21 @@ def test_invalid_utf8_and_truncation_are_errors() -> None:
 
 
 def _oracle(body: bytes) -> tuple[base.Outcome, str | None] | None:
-    """An independent reading of providers.md: the final outcome a well-formed reply states."""
+    """An independent reading of providers.md: the final outcome a well-formed reply states.
+    Read as sent: only spaces and line ends around the reply and its fields are trimmed."""
     try:
-        text = body.replace(b"\x00", b"").decode("utf-8").strip()
+        text = body.decode("utf-8").strip(" \t\r\n")
     except UnicodeDecodeError:
         return None
     parts = text.split("|")
     if len(parts) < 4 or parts[0] != "OK":
         return None
-    durum, pin = parts[1].strip(), parts[2].strip()
+    durum, pin = parts[1].strip(" "), parts[2].strip(" \t\r\n")
     if durum == "3":
         return (F, None)
     if durum == "2":
         real = pin if pin not in ("", "-") else None
-        if real is not None and len(real) > 120:
+        if real is not None and (len(real) > 120 or not real.isprintable()):
             return None
         return (C, real)
     return None

@@ -19,7 +19,7 @@ WORDS = {
     ),
 }
 _STATUS_KEYS = ("status", "state", "orderStatus")
-_PIN_KEYS = ("pin", "code", "voucher", "serial")
+PIN_KEYS = ("pin", "code", "voucher", "serial")
 _MESSAGE_KEYS = ("note", "message", "desc", "text")
 
 
@@ -31,7 +31,8 @@ def is_uuid(reference: str) -> bool:
 def parse(
     status: int, body: bytes, references: Sequence[str], *, truncated: bool = False
 ) -> dict[str, base.Answer]:
-    """What a reply means for each reference asked about. Pure; never raises."""
+    """What a reply means for each reference asked about. Pure (but for counting ignored
+    items in the log); never raises."""
     failure = http.request_failure(status, truncated)
     document = replies.load(body) if failure is None else None
     if failure is None and not replies.is_json(document):
@@ -46,30 +47,30 @@ def parse(
     assert isinstance(data, list)
     uuid_call = bool(references) and is_uuid(references[0])
     wanted = set(references)
-    items: dict[str, dict[str, Any]] = {}
+    items: dict[str, list[base.Answer]] = {}
+    ignored = 0
     for item in data:
         if not isinstance(item, dict):
             continue
         key = replies.text(item.get("order_uuid")) if uuid_call else None
         key = key or replies.text(item.get("order_id"))
         if key not in wanted:
-            log.info("ignored a reply item about an order not asked for")
+            ignored += 1
             continue
-        items.setdefault(key, item)
-    return {ref: _answer(items.get(ref)) for ref in references}
+        items.setdefault(key, []).append(_answer(item))
+    if ignored:
+        log.info("ignored %d reply item(s) about orders not asked for", ignored)
+    missing = "missing from the provider's reply"
+    return {ref: replies.agreed(items.get(ref, ()), missing) for ref in references}
 
 
-def _answer(item: dict[str, Any] | None) -> base.Answer:
-    if item is None:
-        return base.error("missing from the provider's reply")
+def _answer(item: dict[str, Any]) -> base.Answer:
     raw = next((item[k] for k in _STATUS_KEYS if k in item and item[k] is not None), None)
-    word = replies.word(raw)
-    outcome = WORDS.get(word or "")
+    outcome = WORDS.get(replies.word(raw) or "")
     if outcome is None:
-        shown = str(raw)[:40] if raw is not None else "none"
-        log.warning("unknown status word %r from a barakat-protocol provider", shown)
-        return base.error(f"unknown status {shown!r}")
-    return base.finished(base.Outcome(outcome), replies.first_text(item, _PIN_KEYS), _message(item))
+        return base.unknown_word(raw)
+    pin = replies.first_given(item, PIN_KEYS)
+    return base.finished(base.Outcome(outcome), pin, _message(item))
 
 
 def _message(item: dict[str, Any]) -> str | None:
@@ -90,6 +91,8 @@ def _message(item: dict[str, Any]) -> str | None:
 
 
 class Barakat(http.HttpAdapter):
+    pin_keys = PIN_KEYS
+
     def plan(self, references: Sequence[str]) -> list[list[str]]:
         """uuid=1 is decided per id: a mixed batch becomes two kinds of calls."""
         uuids = [r for r in references if is_uuid(r)]

@@ -4,19 +4,20 @@ HTTP request with a timeout on the whole exchange and a cap on the reply's size.
 import dataclasses
 import email.utils
 import enum
-import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ordermon import provider_config
+from ordermon.providers import redaction, text
 
 if TYPE_CHECKING:
     import requests
 
-EXCERPT_BYTES = 300
+EXCERPT_BYTES = redaction.EXCERPT_BYTES
 PIN_MAX_LENGTH = 120  # product_orders."pinCode" is varchar(120): a cut PIN is a wrong PIN
-_PLACEHOLDER_PIN = re.compile(r"^\s*-?\s*$")
+_PIN_PLACEHOLDERS = ("", "-")  # a provider's way of saying "no PIN"
+_PIN_PADDING = " \t\r\n"  # trimmed around a PIN; any other control character is an error
 
 
 class Outcome(enum.StrEnum):
@@ -41,15 +42,31 @@ class Trouble(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True)
 class Answer:
-    """What a provider's reply means for one order."""
+    """What a provider's reply means for one order. A parser's message is storable text of
+    at most text.PARSED_CHARS, not yet redacted: the adapter redacts it, then cuts it."""
 
     outcome: Outcome
     pin: str | None = None
     message: str | None = None
+    # A status word no rule knows, as the provider sent it (cleaned, not yet redacted): the
+    # adapter logs it, redacted and cut, where it knows the provider's secrets.
+    unknown_word: str | None = dataclasses.field(default=None, compare=False)
 
 
 def error(message: str) -> Answer:
-    return Answer(Outcome.ERROR, message=message)
+    return Answer(Outcome.ERROR, message=text.storable(message, text.PARSED_CHARS))
+
+
+def unknown_word(raw: Any, what: str = "unknown status", where: str = "") -> Answer:
+    """An error for a status word no rule knows (a new word must be seen, never guessed)."""
+    if raw is None:
+        shown = "none"
+    elif isinstance(raw, str | int | float):  # bool included
+        shown = text.storable(str(raw)[: text.PARSED_CHARS], text.PARSED_CHARS)
+    else:  # a list or an object: its type says enough, and its text could be any length
+        shown = f"<{type(raw).__name__}>"
+    message = f"{what} '{shown}'" + (f" at {where}" if where else "")
+    return dataclasses.replace(error(message), unknown_word=shown)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,45 +100,44 @@ class Provider(Protocol):
     def close(self) -> None: ...
 
 
-class Redactor:
-    """Replaces every configured secret (plain and URL-encoded) with ``***``."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        from urllib.parse import quote, quote_plus
-
-        variants = set()
-        for secret in secrets:
-            if secret:
-                variants.update({secret, quote(secret, safe=""), quote_plus(secret)})
-        self._secrets = sorted(variants, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+Redactor = redaction.Redactor
 
 
-def pin_or_none(value: Any) -> tuple[bool, str | None]:
-    """(acceptable, PIN): a placeholder is no PIN; a PIN too long for the column is refused."""
-    if value is None or isinstance(value, bool) or not isinstance(value, str | int):
-        return True, None
-    text = str(value)
-    if _PLACEHOLDER_PIN.match(text):
-        return True, None
-    text = text.strip()
-    return len(text) <= PIN_MAX_LENGTH, text
+def is_no_pin(value: Any) -> bool:
+    """Nothing in a PIN field: absent, null, blank or the ``-`` placeholder."""
+    return value is None or (
+        isinstance(value, str) and value.strip(_PIN_PADDING) in _PIN_PLACEHOLDERS
+    )
+
+
+def read_pin(value: Any) -> tuple[str | None, str | None]:
+    """(PIN, problem) from a PIN field as sent: a string, or a JSON integer (numeric PINs
+    come as both), of printable characters that fit the column. Anything else is a problem,
+    never a cleaned or a dropped PIN."""
+    if is_no_pin(value):
+        return None, None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None, f"PIN field has the wrong type ({type(value).__name__})"
+    pin = str(value).strip(_PIN_PADDING)
+    if not pin.isprintable():  # control and format characters, lone surrogates, unassigned
+        return None, "PIN is not printable text"
+    if len(pin) > PIN_MAX_LENGTH:
+        return None, f"PIN of {len(pin)} characters does not fit (max {PIN_MAX_LENGTH})"
+    return pin, None
 
 
 def finished(outcome: Outcome, pin: Any, message: str | None) -> Answer:
-    """An answer with a PIN checked (a completed answer with an oversized PIN is an error)."""
+    """An answer with its PIN checked (a completed answer with an unusable PIN is an error)
+    and its message made storable, without the PIN should the provider echo it there."""
+    stored = text.storable(message, text.PARSED_CHARS) if message else None
     if outcome is not Outcome.COMPLETED:
-        return Answer(outcome, message=message)
-    acceptable, text = pin_or_none(pin)
-    if not acceptable:
-        return error(
-            f"PIN of {len(str(pin).strip())} characters does not fit (max {PIN_MAX_LENGTH})"
-        )
-    return Answer(outcome, pin=text, message=message)
+        return Answer(outcome, message=stored)
+    found, problem = read_pin(pin)
+    if problem is not None:
+        return error(problem)
+    if found is not None and stored is not None:
+        stored = redaction.hide_pins(stored, [found])
+    return Answer(outcome, pin=found, message=stored)
 
 
 def http_trouble(status: int) -> Trouble | None:
@@ -205,10 +221,10 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
-def excerpt(body: bytes, redact: Redactor) -> str:
-    """A few hundred bytes of the reply, decoded leniently, without NULs or secrets."""
-    text = body[:EXCERPT_BYTES].decode("utf-8", errors="replace").replace("\x00", "")
-    return redact(text)
+def excerpt(body: bytes, redact: Redactor, **pins: Any) -> str:
+    """A few hundred bytes of the reply as storable text, redacted before they are cut (the
+    adapters give their PIN fields: see redaction.excerpt)."""
+    return redaction.excerpt(body, redact, **pins)
 
 
 def _connection_reason(exc: Exception) -> str:

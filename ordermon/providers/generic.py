@@ -35,16 +35,30 @@ def parse(
     if not replies.is_json(document):
         return base.error("reply is not JSON")
     raw = lookup(document, spec.status_path)
-    word = replies.text(raw) if not isinstance(raw, str) else raw.strip()
+    word = replies.text(raw) if not isinstance(raw, str) else raw.strip(" ")
     outcome = dict(spec.statuses).get(word or "")
     if outcome is None:
-        return base.error(f"unmapped status {str(raw)[:40]!r} at {spec.status_path}")
+        return base.unknown_word(raw, "unmapped status", spec.status_path)
     pin = lookup(document, spec.pin_path) if spec.pin_path else None
     message = replies.text(lookup(document, spec.message_path)) if spec.message_path else None
-    return base.finished(base.Outcome(outcome), replies.text(pin), message)
+    return base.finished(base.Outcome(outcome), pin, message)
 
 
 class Generic(http.HttpAdapter):
+    def __init__(self, provider: provider_config.ProviderConfig, pool_size: int = 10) -> None:
+        super().__init__(provider, pool_size)
+        # "Authorization: Bearer TOKEN": a provider echoing the token alone must not show it
+        # either, so the credentials after an auth scheme are a secret of their own.
+        schemes = (value.partition(" ")[2].strip() for _, value in self._spec.headers)
+        extra = [credentials for credentials in schemes if len(credentials) >= 8]
+        if extra:
+            self.redact = base.Redactor([*provider.secrets, *extra])
+        path = self._spec.pin_path
+        self.pin_paths = (path,) if path else ()
+        # The PIN's own key is masked wherever else it turns up in a reply, too.
+        last = (path or "").rsplit(".", 1)[-1]
+        self.pin_keys = (last,) if last and not last.lstrip("-").isdigit() else ()
+
     def request(self, references: Sequence[str]) -> http.Request:
         [reference] = references
         spec = self._spec

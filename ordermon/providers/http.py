@@ -3,6 +3,7 @@ large as its concurrency), the request, request-level failures, redaction and ti
 only says how to build its request and how to read its reply."""
 
 import dataclasses
+import logging
 import time
 from collections.abc import Sequence
 
@@ -10,7 +11,9 @@ import requests
 import requests.adapters
 
 from ordermon import provider_config
-from ordermon.providers import base
+from ordermon.providers import base, text
+
+log = logging.getLogger("ordermon.providers")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +26,11 @@ class Request:
 
 class HttpAdapter:
     """Subclasses implement ``request`` and ``parse`` (and may refine ``trouble``)."""
+
+    #: JSON keys that hold a PIN anywhere in a reply, and dotted paths to one: masked in
+    #: excerpts (a batch reply holds other customers' PINs)
+    pin_keys: tuple[str, ...] = ()
+    pin_paths: tuple[str, ...] = ()
 
     #: a reference that no real order has, for `ordermon providers --probe`
     probe_reference = "0"
@@ -78,21 +86,46 @@ class HttpAdapter:
         latency = _elapsed_ms(started)
         answers = self.parse(reply.status, reply.body, reply.truncated, references)
         trouble = self.trouble(reply.status, reply.body)
-        excerpt = base.excerpt(reply.body, self.redact)
+        excerpt = self.excerpt(reply.body)
         checks = {}
+        unknown: dict[str, int] = {}
         for reference in references:
             answer = answers.get(reference) or base.error("no answer about this order")
-            if answer.message:
-                answer = dataclasses.replace(answer, message=self.redact(answer.message))
+            if answer.unknown_word is not None:
+                unknown[answer.unknown_word] = unknown.get(answer.unknown_word, 0) + 1
             checks[reference] = base.Check(
-                answer,
+                self.shown(answer),
                 latency_ms=latency,
                 http_status=reply.status,
                 excerpt=excerpt,
                 retry_after=reply.retry_after,
                 trouble=trouble,
             )
+        self._log_unknown_words(unknown)
         return checks
+
+    def excerpt(self, body: bytes) -> str:
+        """What of a reply is kept with each attempt: its PIN fields and secrets masked, then
+        cut (a kind names its PIN fields with ``pin_keys`` and ``pin_paths``)."""
+        return base.excerpt(body, self.redact, pin_keys=self.pin_keys, pin_paths=self.pin_paths)
+
+    def shown(self, answer: base.Answer) -> base.Answer:
+        """An answer as it may be stored and shown: its message redacted, then cut."""
+        if not answer.message:
+            return answer
+        message = text.storable(self.redact(answer.message), text.MESSAGE_CHARS)
+        return dataclasses.replace(answer, message=message)
+
+    def _log_unknown_words(self, counts: dict[str, int]) -> None:
+        """Each new word once per reply (a new word must be seen, not guessed): redacted,
+        escaped and cut, since a provider may echo anything there, its token included."""
+        for word, orders in counts.items():
+            log.warning(
+                "unknown status word '%s' from provider %s (%d order(s))",
+                text.storable(self.redact(word), text.LOG_CHARS),
+                self.config.name,
+                orders,
+            )
 
     def probe(self) -> base.Check:
         return self.check([self.probe_reference])[self.probe_reference]

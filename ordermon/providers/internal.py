@@ -27,30 +27,30 @@ def parse(
         return dict.fromkeys(references, failure)
     assert isinstance(document, list)
     wanted = set(references)
-    items: dict[str, dict[str, Any]] = {}
+    items: dict[str, list[base.Answer]] = {}
     for item in document:
         if isinstance(item, dict):
             key = replies.text(item.get("externalOrderId"))
             if key in wanted:
-                items.setdefault(key, item)
-    return {ref: _answer(items.get(ref)) for ref in references}
+                items.setdefault(key, []).append(_answer(item))
+    # The other shop may not have created its child order yet: retried and counted, never
+    # taken as an answer.
+    missing = "missing from the other shop's reply"
+    return {ref: replies.agreed(items.get(ref, ()), missing) for ref in references}
 
 
-def _answer(item: dict[str, Any] | None) -> base.Answer:
-    if item is None:
-        # The other shop may not have created its child order yet: retried and counted,
-        # never taken as an answer.
-        return base.error("missing from the other shop's reply")
+def _answer(item: dict[str, Any]) -> base.Answer:
     raw = item.get("status")
     outcome = WORDS.get(replies.word(raw) or "")
     if outcome is None:
-        return base.error(f"unknown status {str(raw)[:40]!r}")
+        return base.unknown_word(raw)
     note = item.get("note")
     message = note.strip() if isinstance(note, str) and note.strip() else None
-    return base.finished(base.Outcome(outcome), replies.text(item.get("pin")), message)
+    return base.finished(base.Outcome(outcome), item.get("pin"), message)
 
 
 class Internal(http.HttpAdapter):
+    pin_keys = ("pin",)
     probe_reference = "00000000-0000-0000-0000-000000000000"
 
     def request(self, references: Sequence[str]) -> http.Request:
