@@ -185,7 +185,7 @@ def _emit(
         sys.stderr.write(json.dumps({"event": "sweep", **data}, default=str) + "\n")
     elif not quiet:
         for problem in report.problems:  # one line per provider and run: cron mails it
-            support.warn(f"warning: {problem}")
+            support.warn(f"warning: {render.shown(problem)}")
     if as_json:
         render.print_json(data)
     elif not quiet and (verbose or sys.stdout.isatty()):

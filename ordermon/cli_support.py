@@ -32,8 +32,9 @@ ConfigOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 # The longest message ever printed: every message quoting outside text cuts it itself; this
-# is the net for whatever one forgot.
-MAX_MESSAGE = 1000
+# is the net for whatever one forgot (ordermon's longest, the owner's statements of
+# `migrate`, is far shorter).
+MAX_MESSAGE = 4000
 
 
 def fail(exc: errors.OrdermonError) -> NoReturn:
@@ -42,10 +43,14 @@ def fail(exc: errors.OrdermonError) -> NoReturn:
 
 
 def warn(message: str) -> None:
-    """One line on stderr (cron mails it), escaped and bounded: every message goes here."""
+    """A message on stderr (cron mails it), escaped and bounded: every message goes here. The
+    line breaks of ordermon's own multi-line messages stay; everything else is escaped."""
     from ordermon import render
 
-    sys.stderr.write(f"ordermon: {render.shown(message, limit=MAX_MESSAGE)}\n")
+    lines = message[:MAX_MESSAGE].split("\n")
+    text = "\n".join(render.shown(line) for line in lines)
+    cut = "…" if len(message) > MAX_MESSAGE else ""
+    sys.stderr.write(f"ordermon: {text}{cut}\n")
 
 
 def order_id(value: str) -> str:
