@@ -7,6 +7,7 @@ cheap.
 
 import atexit
 import gc
+import io
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from ordermon import sweep as sweeps
     from ordermon.providers import base
 
+MAX_ARGUMENT = 4096  # PATH_MAX
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -35,10 +38,26 @@ def main() -> None:
     # and frees nothing that matters then. Freezing the heap at exit skips it; the other exit
     # handlers (logging's flush) and the closing of files and connections still run.
     atexit.register(gc.freeze)
+    # Whatever text reaches stdout, encoding it never raises (render escapes what it shows;
+    # this is the net under it).
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
+        _bounded_arguments(sys.argv[1:])
         app()
-    except errors.OrdermonError as exc:  # raised outside a command (should not happen)
+    except errors.OrdermonError as exc:  # raised outside a command
         support.fail(exc)
+
+
+def _bounded_arguments(arguments: list[str]) -> None:
+    """No argument ordermon takes is longer than a path; a longer one is refused before the
+    parser echoes it whole in its own messages."""
+    for position, argument in enumerate(arguments, 1):
+        if len(argument) > MAX_ARGUMENT:
+            raise errors.UsageError(
+                f"argument {position} is {len(argument)} characters long; none of ordermon's "
+                f"arguments needs more than {MAX_ARGUMENT}"
+            )
 
 
 @app.command()
@@ -97,7 +116,7 @@ def sweep(
     with support.expected_failures():
         cfg = support.load_config(config_path)
         options = sweeps.Options(limit=limit, provider_names=tuple(provider or ()))
-        sweeps.selected_providers(cfg, options.provider_names)  # a bad --provider fails now
+        support.known_providers(cfg, options.provider_names)  # a bad --provider fails now
         interval = config.parse_duration(every, "--every") if every is not None else None
         if interval is not None and interval.total_seconds() <= 0:
             raise errors.UsageError("--every: must be longer than 0s")
@@ -166,7 +185,7 @@ def _emit(
         sys.stderr.write(json.dumps({"event": "sweep", **data}, default=str) + "\n")
     elif not quiet:
         for problem in report.problems:  # one line per provider and run: cron mails it
-            sys.stderr.write(f"ordermon: warning: {problem}\n")
+            support.warn(f"warning: {render.shown(problem)}")
     if as_json:
         render.print_json(data)
     elif not quiet and (verbose or sys.stdout.isatty()):
@@ -181,6 +200,9 @@ def check(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Ask the provider, show the answer, write nothing.")
     ] = False,
+    show_pin: Annotated[
+        bool, typer.Option("--show-pin", help="Show the whole PIN (else only its last 4).")
+    ] = False,
     as_json: support.JsonOption = False,
 ) -> None:
     """Ask the provider about one order now, whatever its schedule, and record the answer."""
@@ -188,13 +210,14 @@ def check(
     from ordermon import render
 
     with support.expected_failures():
+        order_id = support.order_id(order_id)
         cfg = support.load_config(config_path)
         with support.connect(cfg.database_url) as conn:
             result = checks.run(conn, cfg, order_id, dry_run=dry_run)
     if as_json:
-        render.print_json(result.as_dict())
+        render.print_json(render.masked_check(result.as_dict(), show_pin))
     else:
-        render.check_result(result.as_dict())
+        render.check_result(result.as_dict(), show_pin)
 
 
 @app.command()

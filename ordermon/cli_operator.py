@@ -1,6 +1,5 @@
 """The commands for the people who run ordermon: status, show, requeue, providers."""
 
-import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -9,7 +8,8 @@ from ordermon import cli_support as support
 from ordermon import errors
 
 if TYPE_CHECKING:
-    from ordermon import db
+    from ordermon import config, db
+    from ordermon import requeue as requeues
 
 app = typer.Typer()
 
@@ -44,6 +44,8 @@ def show(
     """One order: the columns that matter, its schedule, and every attempt."""
     from ordermon import render, sweep, timeline
 
+    with support.expected_failures():
+        order_id = support.order_id(order_id)
     picture = support.with_database(
         config_path, lambda cfg, conn: timeline.gather(conn, cfg, order_id, sweep.utc_now())
     )
@@ -75,9 +77,12 @@ def requeue(
             raise errors.UsageError("name the ORDER_IDs to requeue, or use --expired")
         if order_ids and expired:
             raise errors.UsageError("give ORDER_IDs or --expired, not both")
-    decisions = support.with_database(
-        config_path,
-        lambda cfg, conn: requeues.run(
+        for order_id in order_ids or []:
+            support.order_id(order_id)
+
+    def work(cfg: "config.Config", conn: "db.Connection") -> "list[requeues.Decision]":
+        support.known_providers(cfg, [provider] if provider is not None else [])
+        return requeues.run(
             conn,
             cfg,
             order_ids or [],
@@ -85,8 +90,9 @@ def requeue(
             provider_name=provider,
             dry_run=dry_run,
             now=sweep.utc_now(),
-        ),
-    )
+        )
+
+    decisions = support.with_database(config_path, work)
     if as_json:
         render.print_json([d.__dict__ for d in decisions])
     else:
@@ -94,7 +100,7 @@ def requeue(
             typer.echo("nothing to requeue")
         for decision in decisions:
             mark = "ok" if decision.requeued else "refused"
-            typer.echo(f"{decision.order_id}: {mark}: {decision.why}")
+            typer.echo(render.shown(f"{decision.order_id}: {mark}: {decision.why}"))
     if any(not d.requeued for d in decisions):
         raise typer.Exit(1)
 
@@ -115,7 +121,7 @@ def providers_(
         try:
             conn: db.Connection | None = support.connect(cfg.database_url)
         except errors.DatabaseError as exc:
-            sys.stderr.write(f"ordermon: {exc} (showing the configuration only)\n")
+            support.warn(f"{exc} (showing the configuration only)")
             conn = None
         try:
             listing = roster.rows(cfg, conn, sweep.utc_now(), probe=probe)

@@ -2,6 +2,7 @@
 into a message and an exit code, logging, and loading the config and the database."""
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -16,7 +17,7 @@ from ordermon import errors
 T = TypeVar("T")
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from ordermon import config, db
 
@@ -30,11 +31,55 @@ ConfigOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+# The longest message ever printed: every message quoting outside text cuts it itself; this
+# is the net for whatever one forgot (ordermon's longest, the owner's statements of
+# `migrate`, is far shorter).
+MAX_MESSAGE = 4000
 
 
 def fail(exc: errors.OrdermonError) -> NoReturn:
-    sys.stderr.write(f"ordermon: {exc}\n")
+    warn(str(exc))
     raise SystemExit(exc.exit_code)
+
+
+def warn(message: str) -> None:
+    """A message on stderr (cron mails it), escaped and bounded: every message goes here. The
+    line breaks of ordermon's own multi-line messages stay; everything else is escaped."""
+    from ordermon import render
+
+    lines = message[:MAX_MESSAGE].split("\n")
+    text = "\n".join(render.shown(line) for line in lines)
+    cut = "…" if len(message) > MAX_MESSAGE else ""
+    sys.stderr.write(f"ordermon: {text}{cut}\n")
+
+
+def order_id(value: str) -> str:
+    """ORDER_ID as given, once it is known to be a UUID: checked before any config or database
+    is touched, and echoed cut and escaped when it is not one."""
+    import uuid
+
+    from ordermon import validate
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise errors.UsageError(
+            f"ORDER_ID: {validate.quoted(value)} is not an order id (a UUID)"
+        ) from None
+    return value
+
+
+def known_providers(cfg: "config.Config", names: "Sequence[str]") -> None:
+    """Every ``--provider`` NAME is configured; a name that is not is echoed cut."""
+    from ordermon import validate
+
+    for name in names:
+        if cfg.provider_by_name(name) is None:
+            known = ", ".join(p.name for p in cfg.providers) or "none configured"
+            raise errors.UsageError(
+                f"--provider {validate.cut(name)}: no such provider (configured: "
+                f"{validate.cut(known) if len(known) > 200 else known})"
+            )
 
 
 @contextlib.contextmanager
@@ -48,15 +93,38 @@ def expected_failures() -> Iterator[None]:
         fail(exc)
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers (json.dumps escapes every control
+    character and all non-ASCII text)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "time": self.formatTime(record),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
+
+
+class TextLogFormatter(logging.Formatter):
+    """The plain log line, with control characters of the quoted text escaped: a provider's
+    words can neither steer the terminal nor forge another log line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        from ordermon import render
+
+        return render.shown(super().formatMessage(record))
+
+
 def setup_logging(verbose: bool, quiet: bool = False, log_format: str = "text") -> None:
     level = logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
-        from ordermon import render
-
-        handler.setFormatter(render.JsonLogFormatter())
+        handler.setFormatter(JsonLogFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
 
 

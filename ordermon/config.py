@@ -18,6 +18,8 @@ from ordermon import errors, notify_config, provider_config, schedule, validate
 
 SEARCH_PATH = (Path("ordermon.yaml"), Path("/etc/ordermon/config.yaml"))
 ON_FAILED_POLICIES = ("refund", "reject", "hold")
+MAX_BYTES = 1_000_000
+MAX_DEPTH = 50
 parse_duration = validate.duration
 
 
@@ -77,17 +79,92 @@ def find_path(explicit: Path | None, env: Mapping[str, str]) -> Path:
 def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate the file at ``path``; raise ConfigError naming the offending key."""
     env = os.environ if env is None else env
+    document = parse_yaml(_read(path), path)
+    return parse(document if document is not None else {}, env, source=path)
+
+
+def _read(path: Path) -> str:
+    """The file's text, read at most MAX_BYTES (+1, to know it is longer) whatever it is: a
+    huge file, a growing one or an endless device costs nothing."""
+    too_large = f"{path}: the config file is larger than 1 MB; ordermon's needs a few kilobytes"
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:
+            if os.fstat(stream.fileno()).st_size > MAX_BYTES:
+                raise errors.ConfigError(too_large)
+            data = stream.read(MAX_BYTES + 1)
     except OSError as exc:
         raise errors.ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if len(data) > MAX_BYTES:
+        raise errors.ConfigError(too_large)
     try:
-        document = yaml.safe_load(text)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise errors.ConfigError(f"{path}: not UTF-8 text (at byte {exc.start})") from None
+
+
+class _Refused(Exception):
+    def __init__(self, problem: str, mark: Any) -> None:
+        super().__init__(problem)
+        self.problem, self.mark = problem, mark
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (a 365-byte file of nested aliases expands to
+    gigabytes) and without nesting deeper than MAX_DEPTH (composing recurses per level)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+        self.last_node: yaml.Node | None = None
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused("YAML aliases (*name) are not allowed in ordermon's config", event)
+        nests = isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent)
+        self.depth += nests
+        if self.depth > MAX_DEPTH:
+            raise _Refused(f"nested deeper than {MAX_DEPTH} levels", event)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= nests
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        self.last_node = node  # where a value that cannot be built (a 5,000-digit int) is
+        return super().construct_object(node, deep)
+
+
+def parse_yaml(text: str, source: Path | None = None) -> Any:
+    """The YAML document in ``text``, read by the bounded loader; every failure, whatever it
+    is, a ConfigError of one short line."""
+    where = f"{source}: " if source is not None else ""
+    loader: _BoundedLoader | None = None
+    try:
+        loader = _BoundedLoader(text)  # refuses unprintable characters already
+        return loader.get_single_data()
+    except _Refused as exc:
+        raise errors.ConfigError(f"{where}{exc.problem}{_line(exc.mark)}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise errors.ConfigError(f"{path}: not valid YAML{where}") from None
-    return parse(document if document is not None else {}, env, source=path)
+        problem = getattr(exc, "problem", None)
+        detail = f" ({validate.cut(problem)})" if problem else ""
+        raise errors.ConfigError(f"{where}not valid YAML{_line(exc)}{detail}") from None
+    except (ValueError, TypeError, OverflowError):
+        at = _line(loader and loader.last_node)
+        raise errors.ConfigError(
+            f"{where}not valid YAML{at}: a value cannot be read (a number with thousands of "
+            "digits, or a date that does not exist)"
+        ) from None
+    except (RecursionError, MemoryError):
+        raise errors.ConfigError(f"{where}too large or too deeply nested to read") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _line(marked: Any) -> str:
+    mark = getattr(marked, "problem_mark", None) or getattr(marked, "start_mark", None)
+    return f" at line {mark.line + 1}" if mark is not None else ""
 
 
 def parse(document: Any, env: Mapping[str, str], source: Path | None = None) -> Config:
@@ -118,7 +195,8 @@ def parse(document: Any, env: Mapping[str, str], source: Path | None = None) -> 
         zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise errors.ConfigError(
-            f"timezone: unknown time zone {timezone!r}; use a name like Europe/Istanbul or UTC"
+            f"timezone: unknown time zone {validate.quoted(timezone)}; use a name like "
+            "Europe/Istanbul or UTC"
         ) from None
     policy = provider_config.policy(root.get("schedule", {}), "schedule", schedule.Policy())
     on_failed = validate.choice(root.get("on_failed", "refund"), "on_failed", ON_FAILED_POLICIES)
@@ -200,7 +278,7 @@ def _unique(providers: tuple[provider_config.ProviderConfig, ...], attribute: st
         value = getattr(provider, attribute)
         if value in seen:
             raise errors.ConfigError(
-                f"providers[{index}].{attribute}: {value!r} is already used by "
+                f"providers[{index}].{attribute}: {validate.quoted(value)} is already used by "
                 f"providers[{seen[value]}]"
             )
         seen[value] = index

@@ -56,7 +56,9 @@ def parse(document: Any, env: Any) -> NotifyConfig:
     names = [w.name for w in webhooks]
     for index, name in enumerate(names):
         if name in names[:index]:
-            raise errors.ConfigError(f"notify.webhooks[{index}].name: {name!r} is used twice")
+            raise errors.ConfigError(
+                f"notify.webhooks[{index}].name: {validate.quoted(name)} is used twice"
+            )
     config = NotifyConfig(
         pg_channel=channel,
         include_pin=include_pin,
@@ -99,8 +101,10 @@ def _webhook(document: Any, key: str, read: validate.Reader) -> Webhook:
     if len(secret) < 16:
         raise errors.ConfigError(f"{key}.secret: use at least 16 characters")
     name = read.string(doc.get("name"), f"{key}.name")
-    if not re.match(r"^[A-Za-z0-9_.-]+$", name):
-        raise errors.ConfigError(f"{key}.name: use letters, digits, '.', '_' or '-' only")
+    if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name):
+        raise errors.ConfigError(
+            f"{key}.name: use letters, digits, '.', '_' or '-' only (at most 64)"
+        )
     return Webhook(
         name=name,
         url=url,

@@ -148,10 +148,13 @@ def parse(
         json=spec,
         env_secrets=tuple(read.substituted),
     )
-    if not re.match(r"^[A-Za-z0-9_.-]+$", provider.name):
+    if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", provider.name):
         raise errors.ConfigError(
-            f"{key}.name: use letters, digits, '.', '_' or '-' only, got {provider.name!r}"
+            f"{key}.name: use letters, digits, '.', '_' or '-' only (at most 64), got "
+            f"{validate.quoted(provider.name)}"
         )
+    if len(provider.id) > 255:  # "providerId" is a varchar(255): a longer id matches nothing
+        raise errors.ConfigError(f"{key}.id: must be at most 255 characters")
     return provider
 
 
@@ -205,14 +208,14 @@ def _json_spec(doc: dict[str, Any], key: str, read: validate.Reader) -> JsonSpec
         raise errors.ConfigError(f"{key}.url: must contain {{reference}} where the id goes")
     headers_doc = validate.mapping(doc.get("headers", {}), f"{key}.headers")
     headers = tuple(
-        (str(name), read.string(value, f"{key}.headers.{name}"))
+        (str(name), read.string(value, f"{key}.headers.{validate.cut(name)}"))
         for name, value in headers_doc.items()
     )
     statuses_doc = validate.mapping(doc.get("statuses"), f"{key}.statuses")
     if not statuses_doc:
         raise errors.ConfigError(f"{key}.statuses: map at least one status word to an outcome")
     statuses = tuple(
-        (str(word), validate.choice(outcome, f"{key}.statuses.{word}", OUTCOME_WORDS))
+        (str(word), validate.choice(outcome, f"{key}.statuses.{validate.cut(word)}", OUTCOME_WORDS))
         for word, outcome in statuses_doc.items()
     )
     return JsonSpec(

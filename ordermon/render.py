@@ -1,58 +1,132 @@
-"""Everything ordermon shows a person (rich) or a script (JSON)."""
+"""Everything ordermon shows a person (rich) or a script (JSON).
+
+Text from outside (providers, the shop's rows, the operator) is shown as text: it reaches Rich
+only as ``rich.text.Text`` through `shown`, which escapes control characters visibly, and the
+console interprets no markup, emoji codes or highlighting. Only ordermon's own fixed labels
+carry styles."""
 
 import contextlib
 import json
-import logging
+import re
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ordermon import runs
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+# C0 (newline and tab included: one value, one line), DEL, C1, lone surrogates, the bidi
+# embedding/override/isolate controls and the Unicode line separators: all of them can move
+# the cursor, forge lines, reorder what is read or crash the encoder.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# What json.dumps(ensure_ascii=False) leaves raw inside strings, escaped as JSON escapes.
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def shown(value: object, limit: int | None = None) -> str:
+    """``value`` as a person may see it on one line: control characters, lone surrogates and
+    bidi controls escaped visibly (``\\x1b``, ``\\n``, ``\\ud800``); cut to ``limit``
+    characters with "…" when given. Pure."""
+    text = value if isinstance(value, str) else str(value)
+    cut = limit is not None and len(text) > limit
+    if cut:
+        text = text[:limit]
+    return _UNSAFE.sub(_escape, text) + ("…" if cut else "")
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def _text(value: object) -> "Text":
+    from rich.text import Text
+
+    return Text("" if value is None else shown(value))
+
+
+def _console() -> "Console":
+    from rich.console import Console
+
+    return Console(markup=False, emoji=False, highlight=False)
+
+
+def _table(title: str | None, columns: tuple[str, ...], **options: Any) -> "Table":
+    from rich.table import Table
+
+    table = Table(title=_text(title) if title else None, **options)
+    for column in columns:
+        table.add_column(column)
+    return table
+
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str, indent=2) + "\n")
+    """Exact JSON: what json.dumps leaves raw (C1, lone surrogates, bidi) is \\u-escaped, so
+    the output never crashes the encoder nor steers a terminal, and parses to the same data."""
+    text = json.dumps(data, ensure_ascii=False, default=str, indent=2)
+    sys.stdout.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
+
+
+def mask_pin(pin: str) -> str:
+    """The PIN with all but its last 4 characters starred (never more than half shown)."""
+    visible = min(4, len(pin) // 2)
+    return "*" * (len(pin) - visible) + pin[len(pin) - visible :]
+
+
+def masked_check(result: dict[str, Any], show_pin: bool) -> dict[str, Any]:
+    """`check`'s result with the PIN masked, also where the message or excerpt repeat it."""
+    pin = result.get("pin")
+    if show_pin or not pin:
+        return result | {"pin_masked": False}
+    masked = mask_pin(pin)
+    hidden = {
+        key: result[key].replace(pin, masked)
+        for key in ("message", "excerpt")
+        if isinstance(result.get(key), str)
+    }
+    return result | hidden | {"pin": masked, "pin_masked": True}
 
 
 def sweep_summary(report: dict[str, Any]) -> str:
     parts = [f"{report.get(name, 0)} {name}" for name in runs.RUN_COUNTS]
     line = f"sweep #{report['run_id']}: " + ", ".join(parts) + f" in {report['seconds']:.1f}s"
     if report.get("stopped_by"):
-        line += f" (stopped by {report['stopped_by']})"
+        line += f" (stopped by {shown(report['stopped_by'])})"
     return line
 
 
-def check_result(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(show_header=False, box=None)
+def check_result(result: dict[str, Any], show_pin: bool = False) -> None:
+    result = masked_check(result, show_pin)
+    table = _table(None, (), show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column()
     for key in ("order_id", "provider", "reference", "outcome", "pin", "message"):
         if result.get(key) is not None:
-            table.add_row(key.replace("_", " "), str(result[key]))
+            table.add_row(key.replace("_", " "), _text(result[key]))
     status = result.get("http_status")
     table.add_row("reply", f"HTTP {status}" if status else "no reply")
     table.add_row("latency", f"{result['latency_ms']} ms")
     if result.get("excerpt"):
-        table.add_row("excerpt", repr(result["excerpt"]))
+        table.add_row("excerpt", _text(result["excerpt"]))
     applied = result.get("applied")
-    table.add_row("recorded", applied if applied else "nothing (--dry-run)")
-    Console().print(table)
+    table.add_row("recorded", _text(applied) if applied else "nothing (--dry-run)")
+    _console().print(table)
 
 
 def attempt_line(order_id: str, provider: str, outcome: str, applied: str, message: str) -> str:
-    return f"{order_id} {provider}: {outcome} -> {applied}" + (f" ({message})" if message else "")
+    line = f"{order_id} {provider}: {outcome} -> {applied}" + (f" ({message})" if message else "")
+    return shown(line)
 
 
 def provider_table(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="providers")
-    for column in ("name", "kind", "base URL", "limits", "state", "last hour", "probe"):
-        table.add_column(column)
+    columns = ("name", "kind", "base URL", "limits", "state", "last hour", "probe")
+    table = _table("providers", columns)
     for row in rows:
         limits = row["limits"]
         rate = (
@@ -62,31 +136,13 @@ def provider_table(rows: list[dict[str, Any]]) -> None:
         hour = (
             "-" if checks is None else f"{checks} checks, {row['error_rate_last_hour']:.0%} errors"
         )
-        table.add_row(
-            row["name"],
-            row["kind"],
-            row["base_url"],
+        limits_text = (
             f"timeout {limits['timeout_s']:g}s, {limits['max_concurrency']} in flight, {rate}, "
-            f"batch {limits['batch_size']}",
-            row["state"],
-            hour,
-            row["probe"] or "",
+            f"batch {limits['batch_size']}"
         )
-    Console().print(table)
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line, for log shippers."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "time": self.formatTime(record),
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "message": record.getMessage(),
-            }
-        )
+        cells = (row["name"], row["kind"], row["base_url"], limits_text, row["state"], hour)
+        table.add_row(*(_text(cell) for cell in (*cells, row["probe"] or "")))
+    _console().print(table)
 
 
 class _Bar:
@@ -95,10 +151,8 @@ class _Bar:
         self._task: Any = None
 
     def start(self, total: int) -> None:
-        from rich.console import Console
-
         # Only a sweep with more than a screenful of work gets a bar.
-        if total > Console().size.height:
+        if total > _console().size.height:
             self._progress.start()
             self._task = self._progress.add_task("checking", total=total)
 
@@ -114,34 +168,29 @@ def progress(enabled: bool) -> Iterator[_Bar | None]:
         return
     from rich.progress import Progress
 
-    bar = Progress(transient=True)
+    bar = Progress(transient=True, console=_console())
     try:
         yield _Bar(bar)
     finally:
         bar.stop()
 
 
-def status_view(figures: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+_STATUS_COUNTS = (
+    *("waiting", "due", "claimed", "expired", "held", "no_reference"),
+    *("completed_24h", "failed_24h"),
+)
+_STATUS_HEADERS = (
+    *("provider", "waiting", "due", "claimed", "expired", "held", "no ref", "done 24h"),
+    *("failed 24h", "p50/p95 1h", "errors 1h", "state"),
+)
 
-    console = Console()
-    table = Table(title=f"ordermon status at {figures['now']}")
-    columns = (
-        "provider",
-        "waiting",
-        "due",
-        "claimed",
-        "expired",
-        "held",
-        "no ref",
-        "done 24h",
-        "failed 24h",
-        "p50/p95 1h",
-        "errors 1h",
-        "state",
-    )
-    for column in columns:
+
+def status_view(figures: dict[str, Any]) -> None:
+    from rich.text import Text
+
+    console = _console()
+    table = _table(f"ordermon status at {figures['now']}", ())
+    for column in _STATUS_HEADERS:
         table.add_column(column, justify="left" if column in ("provider", "state") else "right")
     for row in figures["providers"]:
         latency = (
@@ -152,102 +201,69 @@ def status_view(figures: dict[str, Any]) -> None:
         state = f"paused until {row['paused_until']}" if row["paused_until"] else "ok"
         if not row["configured"]:
             state = "not configured"
-        table.add_row(
-            row["name"],
-            *(
-                str(row[k])
-                for k in (
-                    "waiting",
-                    "due",
-                    "claimed",
-                    "expired",
-                    "held",
-                    "no_reference",
-                    "completed_24h",
-                    "failed_24h",
-                )
-            ),
-            latency,
-            f"{row['error_rate_1h']:.0%}",
-            state,
-        )
+        counts = (str(row[k]) for k in _STATUS_COUNTS)
+        cells = (row["name"], *counts, latency, f"{row['error_rate_1h']:.0%}", state)
+        table.add_row(*(_text(cell) for cell in cells))
     console.print(table)
     age = figures["oldest_waiting_age_s"]
     console.print(f"oldest waiting order: {_age(age) if age is not None else 'none waiting'}")
     console.print(f"dead webhook deliveries: {figures.get('dead_events', 0)}")
-    runs = Table(title="last runs")
-    for column in (
-        "started",
-        "host",
-        "seconds",
-        "claimed",
-        "completed",
-        "failed",
-        "errors",
-        "result",
-    ):
-        runs.add_column(column)
+    columns = ("started", "host", "seconds", "claimed", "completed", "failed", "errors", "result")
+    runs_table = _table("last runs", columns)
     for run in figures["runs"]:
-        runs.add_row(
+        result = run["result"] + (f" ({run['stopped_by']})" if run["stopped_by"] else "")
+        cells = (
             run["started_at"],
             run["host"] or "",
             f"{run['duration_s']:.1f}",
             *(str(run[k]) for k in ("claimed", "completed", "failed", "errors")),
-            run["result"] + (f" ({run['stopped_by']})" if run["stopped_by"] else ""),
+            result,
         )
+        runs_table.add_row(*(_text(cell) for cell in cells))
     if figures["runs"]:
-        console.print(runs)
-    if figures["attention"]:
-        for reason in figures["attention"]:
-            console.print(f"[bold red]needs a person:[/] {reason}")
-    else:
-        console.print("[green]nothing needs a person[/]")
+        console.print(runs_table)
+    for reason in figures["attention"]:
+        console.print(Text.assemble(("needs a person: ", "bold red"), shown(reason)))
+    if not figures["attention"]:
+        console.print(Text("nothing needs a person", style="green"))
+
+
+_ORDER_KEYS = (
+    *("order_no", "status", "external_status", "provider", "provider_referans"),
+    *("external_order_id", "sent_at", "last_sync_at", "completed_at", "last_message"),
+    *("pin_stored", "amount", "currency"),
+)
 
 
 def order_view(picture: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from rich.text import Text
 
-    console = Console()
+    console = _console()
     order = picture["order"]
-    summary = Table(show_header=False, box=None, title=f"order {order['id']}")
-    for key in (
-        "order_no",
-        "status",
-        "external_status",
-        "provider",
-        "provider_referans",
-        "external_order_id",
-        "sent_at",
-        "last_sync_at",
-        "completed_at",
-        "last_message",
-        "pin_stored",
-        "amount",
-        "currency",
-    ):
-        summary.add_row(key.replace("_", " "), str(order.get(key)))
+    summary = _table(f"order {order['id']}", ("", ""), show_header=False, box=None)
+    for key in _ORDER_KEYS:
+        summary.add_row(key.replace("_", " "), _text(str(order.get(key))))
     if picture["refund"]:
-        summary.add_row(
-            "refunded", f"{picture['refund']['amount']} at {picture['refund']['refunded_at']}"
-        )
+        refund = picture["refund"]
+        summary.add_row("refunded", _text(f"{refund['amount']} at {refund['refunded_at']}"))
     console.print(summary)
     for enrolment in picture["enrolments"]:
+        claimed = enrolment["claimed_until"]
         console.print(
-            f"dispatch {enrolment['reference']} sent {enrolment['sent_at']}: "
-            f"[bold]{enrolment['state']}[/], {enrolment['attempts']} attempt(s), next check "
-            f"{enrolment['next_check_at']}, deadline {enrolment['deadline']}"
-            + (
-                f", claimed until {enrolment['claimed_until']}"
-                if enrolment["claimed_until"]
-                else ""
+            Text.assemble(
+                shown(f"dispatch {enrolment['reference']} sent {enrolment['sent_at']}: "),
+                (shown(enrolment["state"]), "bold"),
+                shown(
+                    f", {enrolment['attempts']} attempt(s), next check "
+                    f"{enrolment['next_check_at']}, deadline {enrolment['deadline']}"
+                    + (f", claimed until {claimed}" if claimed else "")
+                ),
             )
         )
-    timeline = Table(title="attempts")
-    for column in ("time", "provider", "ms", "HTTP", "outcome", "applied", "message", "reply"):
-        timeline.add_column(column)
+    columns = ("time", "provider", "ms", "HTTP", "outcome", "applied", "message", "reply")
+    timeline = _table("attempts", columns)
     for attempt in picture["attempts"]:
-        timeline.add_row(
+        cells = (
             attempt["checked_at"],
             attempt["provider"],
             str(attempt["latency_ms"]),
@@ -257,6 +273,7 @@ def order_view(picture: dict[str, Any]) -> None:
             attempt["message"] or "",
             (attempt["excerpt"] or "")[:60],
         )
+        timeline.add_row(*(_text(cell) for cell in cells))
     console.print(timeline)
 
 
@@ -267,23 +284,10 @@ def _age(seconds: float) -> str:
 
 
 def events_table(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="events")
-    for column in (
-        "event",
-        "type",
-        "order",
-        "created",
-        "webhook",
-        "delivery",
-        "attempts",
-        "last error",
-    ):
-        table.add_column(column)
+    columns = ("event", "type", "order", "created", "webhook", "delivery", "attempts")
+    table = _table("events", (*columns, "last error"))
     for row in rows:
-        table.add_row(
+        cells = (
             str(row["id"]),
             row["type"],
             str(row["order_id"]),
@@ -293,4 +297,5 @@ def events_table(rows: list[dict[str, Any]]) -> None:
             str(row["attempts"] or 0),
             row["last_error"] or "",
         )
-    Console().print(table)
+        table.add_row(*(_text(cell) for cell in cells))
+    _console().print(table)

@@ -34,7 +34,7 @@ def test_check_records_like_a_sweep(
     order = add_order(conn, add_user(conn), "r1", sent_at=dt.datetime.now(dt.UTC))
     sim.script("r1", "completed:PIN-1")
     config_path = _config(tmp_path, db_url, sim.url)
-    result = run_cli("check", str(order), "--json", "--config", config_path)
+    result = run_cli("check", str(order), "--json", "--show-pin", "--config", config_path)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert (data["outcome"], data["pin"], data["applied"], data["dry_run"]) == (
