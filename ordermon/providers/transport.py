@@ -1,42 +1,18 @@
-"""One provider request from socket to `base.Reply`, bounded everywhere: a single deadline for
-the whole exchange (name lookup, connect, TLS, status line, headers, body), no redirect ever
-followed, the body cut at ``max_bytes``, and every failure a `base.TransportError` whose
-message holds no URL.
+"""One provider request from socket to `base.Reply`, bounded everywhere: one deadline for
+the whole exchange (deadline.py: name lookup, connect, TLS, status line, headers, body), no
+redirect ever followed, the body cut at ``max_bytes``, and every failure a
+`base.TransportError` whose message holds no URL."""
 
-The deadline lives in a context variable that `fetch` sets; the connection classes mounted by
-`session` read it. Every new connection gets only what is left of it for the lookup, for each
-address it tries and for the TLS handshake, and every read of the reply (the status line and
-headers included, which urllib3's read timeout does not bound as a whole: it restarts on every
-byte) sets the socket's timeout to what is left before it waits."""
-
-import contextvars
-import http.client
-import io
-import ipaddress
 import logging
-import socket
-import sys
-import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import requests
-import requests.adapters
-import urllib3
-import urllib3.connection
-import urllib3.connectionpool
-import urllib3.exceptions
-import urllib3.util.connection
 
-from ordermon.providers import base
+from ordermon.providers import base, deadline
 
 TARGET_LIMIT = 200  # characters of a redirect's target shown in its error
-
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "ordermon_exchange_deadline", default=None
-)
 
 
 def session(pool_size: int, proxy: str | None) -> requests.Session:
@@ -50,7 +26,7 @@ def session(pool_size: int, proxy: str | None) -> requests.Session:
     client.trust_env = False
     if proxy:
         client.proxies = {"http": proxy, "https": proxy}
-    pool = _DeadlineAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1))
+    pool = deadline.Adapter(pool_connections=1, pool_maxsize=max(pool_size, 1))
     client.mount("http://", pool)
     client.mount("https://", pool)
     return client
@@ -68,26 +44,22 @@ def fetch(
 ) -> base.Reply:
     """One request, never redirected; the exchange ends ``timeout`` seconds after it starts,
     whatever the provider trickles. Raises only `base.TransportError`."""
-    deadline = time.monotonic() + timeout
-    token = _deadline.set(deadline)
+    ends = time.monotonic() + timeout
     try:
-        return _exchange(client, method, url, deadline, max_bytes, params, headers)
-    except base.TransportError:
-        raise
+        with deadline.within(ends):
+            return _exchange(client, method, url, ends, max_bytes, params, headers)
     except Exception as exc:  # whatever the reply provoked, it is this request's failure
         reason = base.connection_reason(exc)
-        if reason == "timed out" or time.monotonic() >= deadline:
+        if reason == "timed out" or time.monotonic() >= ends:
             reason = f"timed out after {timeout:g}s"
         raise base.TransportError(reason) from None
-    finally:
-        _deadline.reset(token)
 
 
 def _exchange(
     client: requests.Session,
     method: str,
     url: str,
-    deadline: float,
+    ends: float,
     max_bytes: int,
     params: dict[str, str] | None,
     headers: dict[str, str] | None,
@@ -96,7 +68,7 @@ def _exchange(
     # Straight to the adapter: Session.send would resolve a redirect's target even when not
     # following it (and fail on one it cannot parse); a redirect is ours to describe.
     adapter = client.get_adapter(prepared.url or url)
-    left = _left(deadline)
+    left = deadline.left(ends)
     with adapter.send(
         prepared, stream=True, timeout=(left, left), verify=True, proxies=client.proxies
     ) as response:
@@ -112,7 +84,7 @@ def _exchange(
             if len(body) > max_bytes:
                 truncated = True
                 break
-            _left(deadline)
+            deadline.left(ends)
         return base.Reply(
             response.status_code,
             bytes(body[:max_bytes]),
@@ -161,163 +133,3 @@ def _wire(text: str) -> bytes:
         return text.encode("latin-1")
     except UnicodeEncodeError:
         return text.encode("utf-8", "replace")
-
-
-def _left(deadline: float) -> float:
-    """Seconds left before ``deadline``; a timeout once none is."""
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("timed out")
-    return left
-
-
-class _DeadlineReader(io.RawIOBase):
-    """The socket file of one reply: each read waits at most until the deadline."""
-
-    def __init__(self, raw: io.RawIOBase, sock: socket.socket, deadline: float) -> None:
-        super().__init__()
-        self._raw, self._sock, self._deadline = raw, sock, deadline
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int | None:
-        self._sock.settimeout(_left(self._deadline))
-        return self._raw.readinto(buffer)
-
-    def fileno(self) -> int:
-        return self._raw.fileno()
-
-    def close(self) -> None:
-        # The raw socket file holds a reference on the socket: closing it lets the socket
-        # close once the connection lets go too (http.client's own life cycle).
-        self._raw.close()
-        super().close()
-
-
-class _DeadlineResponse(http.client.HTTPResponse):
-    """http.client's reply reader, reading through a `_DeadlineReader` inside `fetch`."""
-
-    def __init__(
-        self,
-        sock: socket.socket,
-        debuglevel: int = 0,
-        method: str | None = None,
-        url: str | None = None,
-    ) -> None:
-        super().__init__(sock, debuglevel, method, url)
-        deadline = _deadline.get()
-        if deadline is not None:
-            raw = self.fp.detach()  # detached, so its buffer never closes the socket file
-            assert isinstance(raw, io.RawIOBase)
-            self.fp = io.BufferedReader(_DeadlineReader(raw, sock, deadline))
-
-
-def _new_connection(conn: urllib3.connection.HTTPConnection, deadline: float) -> socket.socket:
-    """urllib3's connect, with one budget for the lookup and every address tried."""
-    try:
-        sock = _connect(conn._dns_host, conn.port, deadline, conn)
-    except socket.gaierror as exc:
-        raise urllib3.exceptions.NameResolutionError(conn.host, conn, exc) from exc
-    except TimeoutError as exc:
-        raise urllib3.exceptions.ConnectTimeoutError(conn, "connect timed out") from exc
-    except OSError as exc:
-        raise urllib3.exceptions.NewConnectionError(conn, f"connect failed: {exc}") from exc
-    sys.audit("http.client.connect", conn, conn.host, conn.port)
-    return sock
-
-
-def _connect(
-    host: str, port: int, deadline: float, conn: urllib3.connection.HTTPConnection
-) -> socket.socket:
-    error: OSError = OSError("the host name has no address")
-    for family, kind, proto, _, address in _addresses(host.strip("[]"), port, deadline):
-        sock = socket.socket(family, kind, proto)
-        try:
-            for option in conn.socket_options or ():
-                sock.setsockopt(*option)
-            sock.settimeout(_left(deadline))
-            if conn.source_address:
-                sock.bind(conn.source_address)
-            sock.connect(address)
-            sock.settimeout(_left(deadline))  # the TLS handshake gets what is left
-            return sock
-        except OSError as exc:
-            error = exc
-            sock.close()
-    raise error
-
-
-_Address = tuple[socket.AddressFamily, socket.SocketKind, int, str, Any]
-
-
-def _addresses(host: str, port: int, deadline: float) -> Sequence[_Address]:
-    """getaddrinfo within the deadline: a name lookup cannot be interrupted, so a slow one
-    runs on in a daemon thread (never joined at exit) while this request gives up."""
-    family = urllib3.util.connection.allowed_gai_family()
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
-    found: list[Sequence[_Address] | BaseException] = []
-
-    def lookup() -> None:
-        try:
-            found.append(socket.getaddrinfo(host, port, family, socket.SOCK_STREAM))
-        except BaseException as exc:  # handed to the waiting request, raised there
-            found.append(exc)
-
-    worker = threading.Thread(target=lookup, name="ordermon-lookup", daemon=True)
-    worker.start()
-    worker.join(_left(deadline))
-    if not found:
-        raise TimeoutError("host name lookup timed out")
-    result = found[0]
-    if isinstance(result, BaseException):
-        raise result
-    return result
-
-
-class _HTTPConnection(urllib3.connection.HTTPConnection):
-    response_class = _DeadlineResponse
-
-    def _new_conn(self) -> socket.socket:
-        deadline = _deadline.get()
-        return super()._new_conn() if deadline is None else _new_connection(self, deadline)
-
-
-class _HTTPSConnection(urllib3.connection.HTTPSConnection):
-    response_class = _DeadlineResponse
-
-    def _new_conn(self) -> socket.socket:
-        deadline = _deadline.get()
-        return super()._new_conn() if deadline is None else _new_connection(self, deadline)
-
-
-class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-_POOLS: dict[str, type[urllib3.connectionpool.HTTPConnectionPool]] = {
-    "http": _HTTPPool,
-    "https": _HTTPSPool,
-}
-
-
-class _DeadlineAdapter(requests.adapters.HTTPAdapter):
-    """requests' adapter with connection pools (direct or through a proxy) of ours."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOLS
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = _POOLS
-        return manager
