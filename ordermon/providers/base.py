@@ -1,18 +1,17 @@
-"""What every provider adapter shares: the outcome type, the Protocol, redaction, and one
-HTTP request with a timeout on the whole exchange and a cap on the reply's size."""
+"""What every provider adapter shares: the outcome type, the Protocol, redaction, and what
+one HTTP request gives back (the request itself, bounded everywhere, is transport.py's)."""
 
 import dataclasses
 import email.utils
 import enum
+import re
+import socket
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ordermon import provider_config
 from ordermon.providers import redaction, text
-
-if TYPE_CHECKING:
-    import requests
 
 EXCERPT_BYTES = redaction.EXCERPT_BYTES
 PIN_MAX_LENGTH = 120  # product_orders."pinCode" is varchar(120): a cut PIN is a wrong PIN
@@ -141,6 +140,8 @@ def finished(outcome: Outcome, pin: Any, message: str | None) -> Answer:
 
 
 def http_trouble(status: int) -> Trouble | None:
+    if 300 <= status < 400:
+        return Trouble.TRANSPORT  # a redirect: base_url is wrong, not the order
     if status in (401, 403):
         return Trouble.CREDENTIALS
     if status == 429:
@@ -156,69 +157,36 @@ class Reply:
     body: bytes
     retry_after: float | None
     truncated: bool
+    location: str | None = None  # a redirect's target, as sent (never followed)
 
 
 class TransportError(Exception):
     """A request that produced no reply; the message holds no URL, hence no secret."""
 
 
-def fetch(
-    session: "requests.Session",
-    method: str,
-    url: str,
-    *,
-    timeout: float,
-    max_bytes: int,
-    params: dict[str, str] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Reply:
-    """One request; the whole exchange, not just each read, ends after ``timeout`` seconds."""
-    import requests
-    import urllib3.exceptions
-
-    started = time.monotonic()
-    try:
-        with session.request(
-            method, url, params=params, headers=headers, timeout=timeout, stream=True
-        ) as response:
-            body = bytearray()
-            truncated = False
-            while True:
-                # read1 returns whatever has arrived, so a reply that trickles in forever is
-                # caught by the deadline below (read() would wait for a full buffer first).
-                chunk = response.raw.read1(16384, decode_content=True)
-                if not chunk:
-                    break
-                body += chunk
-                if len(body) > max_bytes:
-                    truncated = True
-                    break
-                if time.monotonic() - started > timeout:
-                    raise TransportError(f"no complete reply within {timeout:g}s")
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return Reply(response.status_code, bytes(body[:max_bytes]), retry_after, truncated)
-    except (requests.Timeout, urllib3.exceptions.TimeoutError):
-        raise TransportError(f"timed out after {timeout:g}s") from None
-    except requests.ConnectionError as exc:
-        raise TransportError(_connection_reason(exc)) from None
-    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-        raise TransportError(f"request failed ({type(exc).__name__})") from None
+RETRY_AFTER_MAX = 7 * 86400.0  # no provider holds ordermon off longer, whatever it asks
+_RETRY_SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII only: str.isdigit() accepts "²" too
+_HTTP_DATE_MAX = 64  # "Wednesday, 31-Dec-2025 23:59:59 GMT" and friends are shorter
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header (a number of seconds or an HTTP date)."""
+    """Seconds from a Retry-After header: ASCII digits or a timezone-aware HTTP date, at most
+    `RETRY_AFTER_MAX`; anything else is None, never an exception."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if _RETRY_SECONDS.fullmatch(value):
+        return min(float(value), RETRY_AFTER_MAX)
+    if len(value) > _HTTP_DATE_MAX or not value.isascii():
+        return None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when is None or when.tzinfo is None:
-        return None
-    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
 
 
 def excerpt(body: bytes, redact: Redactor, **pins: Any) -> str:
@@ -227,21 +195,55 @@ def excerpt(body: bytes, redact: Redactor, **pins: Any) -> str:
     return redaction.excerpt(body, redact, **pins)
 
 
-def _connection_reason(exc: Exception) -> str:
-    text = repr(exc)
-    for needle, reason in (
-        ("Connection refused", "connection refused"),
-        ("Name or service not known", "host name not found"),
-        ("NameResolutionError", "host name not found"),
-        ("Temporary failure in name resolution", "host name not found"),
-        ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
-        ("SSLError", "TLS error"),
-        ("RemoteDisconnected", "connection closed without a reply"),
-        ("Connection reset", "connection reset"),
-        ("Read timed out", "timed out waiting for the reply"),
-        ("timed out", "connect timed out"),
-        ("ProxyError", "proxy refused the connection"),
+def connection_reason(exc: BaseException) -> str:
+    """A fixed phrase for why a request failed ("timed out" for any timeout), found by the
+    types of the exceptions it is made of: their text may quote the URL or the provider's
+    bytes, so it is never shown."""
+    import http.client
+    import ssl
+
+    import requests
+    import urllib3.exceptions
+
+    # requests' exceptions are OSErrors too: only the socket's own count as one here
+    causes = [c for c in _causes(exc) if not isinstance(c, requests.RequestException)]
+    if any(type(c) is http.client.HTTPException and "headers" in str(c) for c in causes):
+        return "too many reply headers"  # http.client's own words, not the provider's
+    for kind, reason in (
+        (ConnectionRefusedError, "connection refused"),
+        (socket.gaierror, "host name not found"),
+        (urllib3.exceptions.NameResolutionError, "host name not found"),
+        (ssl.SSLCertVerificationError, "TLS certificate not trusted"),
+        (ssl.SSLError, "TLS error"),
+        (urllib3.exceptions.ProxyError, "proxy refused the connection"),
+        (http.client.RemoteDisconnected, "connection closed without a reply"),
+        (ConnectionResetError, "connection reset"),
+        (BrokenPipeError, "connection closed without a reply"),
+        (http.client.LineTooLong, "reply status or header line too long"),
+        (http.client.BadStatusLine, "reply is not HTTP"),
+        (http.client.IncompleteRead, "reply cut short"),
+        (urllib3.exceptions.DecodeError, "reply could not be decoded"),
+        (TimeoutError, "timed out"),
+        (OSError, "connection failed"),  # before urllib3's TimeoutError: NewConnectionError is one
+        (urllib3.exceptions.TimeoutError, "timed out"),
+        (urllib3.exceptions.ProtocolError, "connection failed"),
     ):
-        if needle in text:
+        if any(isinstance(cause, kind) for cause in causes):
             return reason
-    return "connection failed"
+    return f"request failed ({type(exc).__name__})"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and those it wraps, outermost first (urllib3 and requests nest them in
+    arguments, ``reason``, ``__cause__`` and ``__context__``)."""
+    found: list[BaseException] = []
+    pending = [exc]
+    while pending and len(found) < 20:
+        current = pending.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        nested = [*current.args, getattr(current, "reason", None)]
+        nested += [current.__cause__, current.__context__]
+        pending.extend(item for item in nested if isinstance(item, BaseException))
+    return found

@@ -7,11 +7,8 @@ import logging
 import time
 from collections.abc import Sequence
 
-import requests
-import requests.adapters
-
 from ordermon import provider_config
-from ordermon.providers import base, text
+from ordermon.providers import base, text, transport
 
 log = logging.getLogger("ordermon.providers")
 
@@ -38,15 +35,7 @@ class HttpAdapter:
     def __init__(self, provider: provider_config.ProviderConfig, pool_size: int = 10) -> None:
         self.config = provider
         self.redact = base.Redactor(provider.secrets)
-        self.session = requests.Session()
-        # No proxy or netrc look-ups from the environment on every call (measured: about twice
-        # the requests per second); a proxy is an explicit per-provider setting.
-        self.session.trust_env = False
-        if provider.proxy:
-            self.session.proxies = {"http": provider.proxy, "https": provider.proxy}
-        pool = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1))
-        self.session.mount("http://", pool)
-        self.session.mount("https://", pool)
+        self.session = transport.session(pool_size, provider.proxy)
 
     def plan(self, references: Sequence[str]) -> list[list[str]]:
         size = self.config.batch_size
@@ -67,7 +56,7 @@ class HttpAdapter:
         request = self.request(references)
         started = time.monotonic()
         try:
-            reply = base.fetch(
+            reply = transport.fetch(
                 self.session,
                 request.method,
                 request.url,
@@ -84,8 +73,16 @@ class HttpAdapter:
             )
             return dict.fromkeys(references, failed)
         latency = _elapsed_ms(started)
-        answers = self.parse(reply.status, reply.body, reply.truncated, references)
-        trouble = self.trouble(reply.status, reply.body)
+        reply = dataclasses.replace(reply, retry_after=self._retry_after(reply))
+        if 300 <= reply.status < 400:
+            message = transport.redirect_message(
+                reply.status, reply.location, request.url, self.redact
+            )
+            answers = dict.fromkeys(references, base.error(message))
+            trouble: base.Trouble | None = base.Trouble.TRANSPORT  # base_url is wrong
+        else:
+            answers = self.parse(reply.status, reply.body, reply.truncated, references)
+            trouble = self._trouble(reply)
         excerpt = self.excerpt(reply.body)
         checks = {}
         unknown: dict[str, int] = {}
@@ -126,6 +123,20 @@ class HttpAdapter:
                 self.config.name,
                 orders,
             )
+
+    def _retry_after(self, reply: base.Reply) -> float | None:
+        """The provider's Retry-After, never longer than a pause may last without a probe."""
+        if reply.retry_after is None:
+            return None
+        return min(reply.retry_after, self.config.pause.max_cooldown.total_seconds())
+
+    def _trouble(self, reply: base.Reply) -> base.Trouble | None:
+        """The kind's verdict, except that a 503 saying when to come back is a 429."""
+        trouble = self.trouble(reply.status, reply.body)
+        slow_down = reply.status == 503 and reply.retry_after is not None
+        return (
+            base.Trouble.THROTTLED if slow_down and trouble is base.Trouble.TRANSPORT else trouble
+        )
 
     def probe(self) -> base.Check:
         return self.check([self.probe_reference])[self.probe_reference]
