@@ -41,6 +41,8 @@ def _update_health(
             health.recovered(conn, provider.id, now)
             lane.probing, lane.healthy_reported = False, True
         return
+    if check.trouble is base.Trouble.TRANSPORT and _own_so_far(lane):
+        return  # the order's own failure (see `classify`): not the breaker's business
     if check.trouble is base.Trouble.CREDENTIALS:
         lane.credential_failures += 1
         lane.credential_message = check.answer.message or f"HTTP {check.http_status}"
@@ -56,6 +58,12 @@ def _update_health(
         )
 
 
+def _own_so_far(lane: lanes.Lane) -> bool:
+    """Whether the next transport failure is taken as the order's own: the provider answered
+    others well in this run and has not failed pause.after_failures times in a row since."""
+    return lane.answered_well and lane.failures_in_row + 1 < lane.provider.pause.after_failures
+
+
 def classify(
     lane: lanes.Lane, claims: lanes.Claims, checks: lanes.Result, first: base.Check | None
 ) -> list[lanes.Finished]:
@@ -67,16 +75,16 @@ def classify(
         return [(lane, claims, checks)]
     if first.trouble is None:
         lane.answered_well, lane.failures_in_row = True, 0
-        own = [(lane, c, _own_failure(k)) for c, k in lane.deferred]
+        theirs = [(lane, c, _own_failure(k)) for c, k in lane.deferred]
         lane.deferred = []
-        return [(lane, claims, checks), *own]
+        return [(lane, claims, checks), *theirs]
     if first.trouble is not base.Trouble.TRANSPORT:
         return [(lane, claims, checks)]
+    own = _own_so_far(lane)
     lane.failures_in_row += 1
-    if lane.failures_in_row >= lane.provider.pause.after_failures:
-        lane.answered_well = False  # failing again and again: the provider's trouble after all
-    if lane.answered_well:
+    if own:
         return [(lane, claims, _own_failure(checks))]
+    lane.answered_well = False  # failing again and again: the provider's trouble after all
     lane.deferred.append((claims, checks))
     return []
 

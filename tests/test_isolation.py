@@ -324,7 +324,7 @@ def test_order_whose_own_requests_fail_spends_attempts(conn: db.Connection, db_u
             "jitter": 0,
             "give_up_after": "1h",
         }
-        cfg = _cfg(db_url, provider_doc("znet", sim.url, pause=PAUSE), schedule=schedule)
+        cfg = _cfg(db_url, provider_doc("znet", sim.url), schedule=schedule)
         sweep.run(conn, cfg, sweep.Options(), clock=clock)
         assert enrolment_of(conn, late)["state"] == "expired"
         assert sim.count("late") == 1
