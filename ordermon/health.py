@@ -3,7 +3,8 @@
 A run of transport or credential failures pauses a provider for a cool-down that doubles while
 it stays down; its orders wait without spending attempts. When the cool-down ends, one sweep
 sends one probe: a good answer closes the breaker, a failure pauses it again for longer. A 429
-holds the provider until its Retry-After without counting as a failure.
+(or a 503 with Retry-After) holds the provider until its Retry-After without counting as a
+failure. No pause or hold lasts longer than pause.max_cooldown: then a fresh request goes out.
 """
 
 import dataclasses
@@ -95,6 +96,16 @@ def held(conn: db.Connection, provider_id: str, until: dt.datetime, reason: str)
                                                 %(until)s), %(until)s),
                reason = %(reason)s""",
         {"id": provider_id, "until": until, "reason": reason},
+    )
+
+
+def shorten(conn: db.Connection, provider_id: str, latest: dt.datetime) -> None:
+    """End a pause or hold no later than ``latest`` (one stored by an older version, or
+    before the config's pause.max_cooldown was lowered)."""
+    conn.execute(
+        """UPDATE ordermon_provider_state SET paused_until = %(latest)s
+           WHERE provider_id = %(id)s AND paused_until > %(latest)s""",
+        {"id": provider_id, "latest": latest},
     )
 
 

@@ -6,6 +6,10 @@ was asked about (else superseded: nothing changes), then the order, the refund, 
 state, the event (by trigger) and the attempt row commit together or not at all. Completed,
 processing and error answers are written with one statement per kind for the whole batch;
 refusals, which move money, one order at a time.
+
+A batch that cannot be written (an answer PostgreSQL refuses, a bug) is written again order by
+order, so one order's bad answer is that order's `error`, never the batch's or the sweep's. Only
+a database that cannot be used at all stops recording.
 """
 
 import dataclasses
@@ -14,7 +18,7 @@ from decimal import Decimal
 
 import psycopg.errors
 
-from ordermon import db, schedule, shop, store
+from ordermon import db, schedule, shop, store, unrecorded
 from ordermon.providers import base
 
 # What recording can end in; the sweep counts these.
@@ -37,6 +41,9 @@ class Context:
     run_id: int | None
     now: dt.datetime
     jitter_draw: float
+    # The longest a provider's wait (Retry-After) may push a check back (pause.max_cooldown
+    # for a sweep); never past give_up_after.
+    longest_wait: dt.timedelta | None = None
 
 
 def record(conn: db.Connection, claim: store.Claim, check: base.Check, ctx: Context) -> str:
@@ -44,8 +51,34 @@ def record(conn: db.Connection, claim: store.Claim, check: base.Check, ctx: Cont
     return record_many(conn, [(claim, check, ctx)])[0]
 
 
-def record_many(conn: db.Connection, items: list[Item]) -> list[str]:
-    """Apply several answers in one transaction (one commit for the batch)."""
+def record_many(
+    conn: db.Connection,
+    items: list[Item],
+    failures: list[unrecorded.Unrecorded] | None = None,
+) -> list[str]:
+    """Apply several answers in one transaction (one commit for the batch). When the batch
+    cannot be written, each answer is written on its own; one whose own write fails becomes an
+    error of that order alone (told in ``failures``). Raises only when the database itself
+    cannot be used."""
+    try:
+        return _apply(conn, items)
+    except Exception as exc:
+        if unrecorded.unusable(conn, exc):
+            raise
+        if len(items) == 1:
+            return [_record_failure(conn, 0, items[0], exc, failures)]
+    results = []
+    for index, item in enumerate(items):
+        try:
+            results.extend(_apply(conn, [item]))
+        except Exception as exc:
+            if unrecorded.unusable(conn, exc):
+                raise
+            results.append(_record_failure(conn, index, item, exc, failures))
+    return results
+
+
+def _apply(conn: db.Connection, items: list[Item]) -> list[str]:
     for attempt in range(_RETRIES):
         try:
             with conn.transaction():
@@ -56,6 +89,49 @@ def record_many(conn: db.Connection, items: list[Item]) -> list[str]:
             if attempt == _RETRIES - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def _record_failure(
+    conn: db.Connection,
+    index: int,
+    item: Item,
+    exc: Exception,
+    unrecorded_items: list[unrecorded.Unrecorded] | None,
+) -> str:
+    """An answer whose write failed: an error attempt with the reason, the claim released with
+    backoff (spending the attempt if the provider answered); if even that fails, the claim is
+    left to its lease."""
+    claim, check, ctx = item
+    why = unrecorded.reason(exc)
+    counted = _counts(check)
+    next_check: dt.datetime | None
+    if counted:
+        next_check = schedule.next_check_at(
+            ctx.now, claim.attempts, claim.deadline, ctx.policy, ctx.jitter_draw
+        )
+    else:
+        next_check = schedule.after_provider_trouble(
+            ctx.now, claim.attempts - 1, ctx.policy, ctx.jitter_draw
+        )
+    result = unrecorded.write_error(
+        conn, claim, check, ctx.run_id, ctx.now, next_check, counted, why
+    )
+    if unrecorded_items is not None:
+        unrecorded_items.append(unrecorded.Unrecorded(index, why, kept=result is not None))
+    return result or ERROR
+
+
+def _counts(check: base.Check) -> bool:
+    """Whether a check spends an attempt: only one a provider answered (not provider trouble,
+    not a check held back or never sent)."""
+    return check.sent and check.trouble is None
+
+
+def _wait(check: base.Check, ctx: Context) -> dt.timedelta | None:
+    """The provider's Retry-After, bounded (whatever float it is)."""
+    give_up = ctx.policy.give_up_after
+    longest = min(ctx.longest_wait, give_up) if ctx.longest_wait is not None else give_up
+    return schedule.bounded_wait(check.retry_after, longest)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +156,7 @@ class _Batch:
             answer = check.answer
             if claim.enrolment_id not in held:
                 self.results[index] = SUPERSEDED  # our lease ran out; another run took over
-            elif check.trouble is not None:
+            elif not _counts(check):
                 self._provider_trouble(index, claim, check, ctx)
             elif answer.outcome is base.Outcome.FAILED:
                 refused.append(index)
@@ -155,20 +231,14 @@ class _Batch:
     def _provider_trouble(
         self, index: int, claim: store.Claim, check: base.Check, ctx: Context
     ) -> None:
-        """The provider, not the order, failed: no attempt spent, never an expiry."""
-        retry_after = dt.timedelta(seconds=check.retry_after) if check.retry_after else None
+        """The provider, not the order, failed (or nothing was sent): no attempt spent, never
+        an expiry."""
         next_check = schedule.after_provider_trouble(
-            ctx.now, claim.attempts - 1, ctx.policy, ctx.jitter_draw, retry_after
+            ctx.now, claim.attempts - 1, ctx.policy, ctx.jitter_draw, _wait(check, ctx)
         )
         self.releases.append(
             store.Release(
-                claim,
-                "waiting",
-                ERROR,
-                check.answer.message,
-                next_check,
-                ctx.now,
-                provider_trouble=True,
+                claim, "waiting", ERROR, check.answer.message, next_check, ctx.now, counted=False
             )
         )
         self.results[index] = ERROR
@@ -191,14 +261,13 @@ class _Batch:
         elif answer.outcome is base.Outcome.COMPLETED:
             self._release(index, claim, "done", COMPLETED, answer.message, None, ctx)
         else:
-            retry_after = dt.timedelta(seconds=check.retry_after) if check.retry_after else None
             next_check = schedule.next_check_at(
                 ctx.now,
                 claim.attempts,
                 claim.deadline,
                 ctx.policy,
                 ctx.jitter_draw,
-                retry_after,
+                _wait(check, ctx),
             )
             if next_check is None:
                 self._release(index, claim, "expired", EXPIRED, answer.message, None, ctx)

@@ -1,6 +1,7 @@
 """Politeness within one sweep process: a rate limit counted at send time, and a hold that
 stops sends to a provider that asked us to wait."""
 
+import math
 import threading
 import time
 
@@ -34,16 +35,20 @@ class RateLimiter:
 
 
 class Hold:
-    """Until when (monotonic seconds) no request may be sent to a provider, and why."""
+    """Until when (monotonic seconds) no request may be sent to a provider, and why. No hold
+    lasts longer than ``longest`` seconds, whatever it is asked (a fresh request follows)."""
 
-    def __init__(self) -> None:
+    def __init__(self, longest: float) -> None:
+        self.longest = longest
         self._until = 0.0
         self.reason = ""
         self._lock = threading.Lock()
 
     def hold(self, seconds: float, reason: str) -> None:
+        if math.isnan(seconds) or seconds <= 0:
+            return
         with self._lock:
-            until = time.monotonic() + seconds
+            until = time.monotonic() + min(seconds, self.longest)
             if until > self._until:
                 self._until, self.reason = until, reason
 

@@ -82,6 +82,15 @@ def next_check_at(
     return max(min(now + pause, order_deadline), now)
 
 
+def bounded_wait(seconds: float | None, longest: dt.timedelta) -> dt.timedelta | None:
+    """A wait a provider asked for (Retry-After) or a hold, as a timedelta of at most
+    ``longest``; None for no wait. Safe for any float: NaN, zero and negatives are no wait,
+    infinity and 1e300 are ``longest``."""
+    if seconds is None or math.isnan(seconds) or seconds <= 0:
+        return None
+    return dt.timedelta(seconds=min(seconds, max(longest.total_seconds(), 0.0)))
+
+
 def after_provider_trouble(
     now: dt.datetime,
     attempts: int,

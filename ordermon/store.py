@@ -31,7 +31,8 @@ class ProviderRules:
 
 
 class Claim(NamedTuple):
-    """An enrolment a run holds under its lease, with the attempt already counted. (A named
+    """An enrolment a run holds under its lease. ``attempts`` is the number this check will
+    be if it counts (it counts once a provider answers it: see `Release.counted`). (A named
     tuple: a busy sweep makes thousands a second, straight from the claim's rows, in the
     order of its RETURNING list.)"""
 
@@ -74,9 +75,11 @@ def claim(
     lease_end: dt.datetime,
     enrolment_id: int | None = None,
 ) -> list[Claim]:
-    """Claim up to ``limit`` due enrolments (SKIP LOCKED), counting the attempt now.
+    """Claim up to ``limit`` due enrolments (SKIP LOCKED).
 
     The lease's end becomes the next check, so a claim whose sweep died is due again then.
+    No attempt is counted here: a run killed before its request reached the provider must not
+    spend the order's attempts; recording counts the checks that were answered.
     """
     query = (
         "WITH c AS ("
@@ -96,12 +99,12 @@ def claim(
         )
         UPDATE ordermon_enrolments e
         SET claim_token = %(token)s, claimed_until = %(lease_end)s,
-            next_check_at = %(lease_end)s, attempts = e.attempts + 1
+            next_check_at = %(lease_end)s
         FROM due JOIN c ON c.provider_id = due.provider_id
         LEFT JOIN product_orders o ON o.id = due.order_id
         WHERE e.id = due.id
         RETURNING e.id AS enrolment_id, e.order_id, e.provider_id, e.reference, e.sent_at,
-                  e.attempts, e.deadline, c.reference_rule,
+                  e.attempts + 1 AS attempts, e.deadline, c.reference_rule,
                   COALESCE(o.status = 'pending'
                       AND o."externalStatus" IN ('sent', 'queued', 'processing')
                       AND o."providerId" = e.provider_id AND o."sentAt" = e.sent_at
@@ -143,9 +146,9 @@ def supersede_claims(
 
 @dataclasses.dataclass(frozen=True)
 class Release:
-    """How a run lets go of one claim. After ``provider_trouble`` (the provider, not the order,
-    failed) the attempt counted at claim is given back and the order does not count as
-    checked."""
+    """How a run lets go of one claim. A ``counted`` release (a provider answered this check)
+    spends the attempt and marks the order checked; the others (provider trouble, a check
+    never sent, one abandoned at the time limit) change neither."""
 
     claim: Claim
     state: str
@@ -153,7 +156,7 @@ class Release:
     message: str | None
     next_check_at: dt.datetime | None
     now: dt.datetime
-    provider_trouble: bool = False
+    counted: bool = True
 
 
 def release_claims(conn: db.Connection, releases: Sequence[Release]) -> int:
@@ -164,15 +167,15 @@ def release_claims(conn: db.Connection, releases: Sequence[Release]) -> int:
         """UPDATE ordermon_enrolments e
            SET state = v.state, claim_token = NULL, claimed_until = NULL,
                next_check_at = COALESCE(v.next_check_at, e.next_check_at),
-               attempts = e.attempts - CASE WHEN v.trouble THEN 1 ELSE 0 END,
-               last_checked_at = CASE WHEN v.trouble THEN e.last_checked_at ELSE v.now END,
+               attempts = e.attempts + CASE WHEN v.counted THEN 1 ELSE 0 END,
+               last_checked_at = CASE WHEN v.counted THEN v.now ELSE e.last_checked_at END,
                last_outcome = v.outcome, last_message = v.message,
                finished_at = CASE WHEN v.state = 'waiting' THEN NULL ELSE v.now END
            FROM unnest(%(ids)b::bigint[], %(tokens)b::uuid[], %(states)b::text[],
                        %(outcomes)b::text[], %(messages)b::text[],
-                       %(nexts)b::timestamptz[], %(troubles)b::boolean[],
+                       %(nexts)b::timestamptz[], %(counted)b::boolean[],
                        %(nows)b::timestamptz[])
-                AS v(id, token, state, outcome, message, next_check_at, trouble, now)
+                AS v(id, token, state, outcome, message, next_check_at, counted, now)
            WHERE e.id = v.id AND e.claim_token = v.token AND e.state = 'waiting'""",
         {
             "ids": [r.claim.enrolment_id for r in releases],
@@ -181,7 +184,7 @@ def release_claims(conn: db.Connection, releases: Sequence[Release]) -> int:
             "outcomes": [r.outcome for r in releases],
             "messages": [r.message for r in releases],
             "nexts": [r.next_check_at for r in releases],
-            "troubles": [r.provider_trouble for r in releases],
+            "counted": [r.counted for r in releases],
             "nows": [r.now for r in releases],
         },
     )

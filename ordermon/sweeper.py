@@ -1,9 +1,15 @@
 """The claim / ask / record loop of one sweep, over one lane per provider. Imported only when
-something is due."""
+something is due.
+
+Nothing one lane does stops the others: an exception in a lane's work, its health bookkeeping
+or the recording of its answers becomes that lane's errors and a problem line. Only a database
+that cannot be used ends the sweep early."""
 
 import collections
 import concurrent.futures
+import dataclasses
 import datetime as dt
+import logging
 import random
 import sys
 import threading
@@ -11,14 +17,15 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from ordermon import config, db, health, lanes, outcome, provider_config, store
+from ordermon import config, db, health, lanes, outcome, provider_config, store, unrecorded, verdict
 from ordermon.providers import base
 from ordermon.sweep import Clock, OnResult, Options, Progress, Report
 
+log = logging.getLogger("ordermon.sweeper")
 _RECORD_BATCH = 200  # answers per transaction: one commit for many orders
-Work = dict[
-    "concurrent.futures.Future[lanes.Result]", tuple[lanes.Lane, dict[str, list[store.Claim]]]
-]
+Future = concurrent.futures.Future[lanes.Result]
+Work = dict[Future, tuple[lanes.Lane, lanes.Claims]]
+ABANDONED = "not checked: the sweep reached its time_limit; checked again soon"
 
 
 def run(
@@ -30,7 +37,7 @@ def run(
     cfg, conn, report = work.cfg, work.conn, work.report
     slots = threading.BoundedSemaphore(cfg.sweep.concurrency)
     all_lanes = [lanes.Lane(p, cfg, r, slots) for p, r in zip(chosen, provider_rules, strict=True)]
-    _open_lanes(conn, cfg, all_lanes, work.clock)
+    _open_lanes(conn, all_lanes, work.clock, cfg.sweep.lease)
     if work.progress is not None:
         open_ids = [lane.provider.id for lane in all_lanes if lane.open]
         work.progress.start(store.count_due(conn, open_ids, work.clock()))
@@ -39,31 +46,38 @@ def run(
     # take 5 ms while the others hold it: shorter turns keep the database busy.
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)
+    finished_in_time = False
     try:
         report.stopped_by = work.work(all_lanes)
+        finished_in_time = report.stopped_by != "time_limit"
     finally:
-        # On a time limit, calls still running are abandoned: their claims return to the
-        # queue when the lease ends.
+        # At the time limit (or when the database failed) the calls still running are
+        # abandoned, never waited for; their claims were released or return with the lease.
         for lane in all_lanes:
-            lane.close(wait=report.stopped_by != "time_limit")
+            lane.close(wait=finished_in_time)
         sys.setswitchinterval(switch_interval)
-    report.problems.extend(_problems(all_lanes))
+    report.problems.extend(verdict.problems(all_lanes))
 
 
 def _open_lanes(
-    conn: db.Connection, cfg: config.Config, all_lanes: list[lanes.Lane], clock: Clock
+    conn: db.Connection, all_lanes: list[lanes.Lane], clock: Clock, lease: dt.timedelta
 ) -> None:
-    """Paused providers get no work; one whose cool-down is over gets a single probe."""
+    """Paused providers get no work; one whose cool-down is over gets a single probe. No
+    stored pause lasts past pause.max_cooldown from now."""
     now = clock()
     states = health.load(conn, [lane.provider.id for lane in all_lanes])
     for lane in all_lanes:
         state = states.get(lane.provider.id)
         if state is None:
             continue
+        latest = now + lane.longest_hold
+        if state.paused_until is not None and state.paused_until > latest:
+            health.shorten(conn, lane.provider.id, latest)
+            state = dataclasses.replace(state, paused_until=latest)
         if state.paused(now):
             lane.open = False
         elif state.needs_probe(now):
-            lane.probing = health.start_probe(conn, lane.provider.id, now, now + cfg.sweep.lease)
+            lane.probing = health.start_probe(conn, lane.provider.id, now, now + lease)
             lane.open = lane.probing
 
 
@@ -95,6 +109,9 @@ class Sweeper:
         while True:
             elapsed = time.monotonic() - self.started
             if elapsed >= limits.time_limit.total_seconds():
+                self._collect([f for f in in_flight if f.done()], in_flight)
+                self._abandon(in_flight)
+                self._settle_deferred(all_lanes, force=True)
                 return "time_limit"
             if claiming and elapsed >= limits.soft_time_limit.total_seconds():
                 claiming, stopped_by = False, "soft_time_limit"
@@ -105,12 +122,20 @@ class Sweeper:
             if not in_flight:
                 if claiming:
                     continue
+                self._settle_deferred(all_lanes, force=True)
                 return stopped_by
             budget = limits.time_limit.total_seconds() - (time.monotonic() - self.started)
             done, _ = concurrent.futures.wait(
                 in_flight, timeout=max(budget, 0.0), return_when="FIRST_COMPLETED"
             )
-            finished = [(*in_flight.pop(future), future.result()) for future in done]
+            self._collect(list(done), in_flight)
+
+    def _collect(self, done: list[Future], in_flight: Work) -> None:
+        finished = []
+        for future in done:
+            lane, claims = in_flight.pop(future)
+            finished.append((lane, claims, _result(lane, claims, future)))
+        if finished:
             self._record(finished)
 
     def _claim_more(self, all_lanes: list[lanes.Lane], in_flight: Work) -> bool:
@@ -121,10 +146,12 @@ class Sweeper:
                 want = min(want, self.options.limit - self.counts["claimed"])
             if want <= 0:
                 continue
+            # Taken before the claim, so the lease is never thought longer than it is.
+            lease_end = time.monotonic() + self.cfg.sweep.lease.total_seconds()
             claims = self._claim(lane, want)
             if len(claims) < want:
                 lane.open = False  # nothing more is due now (or other sweeps hold it)
-            by_reference: dict[str, list[store.Claim]] = collections.defaultdict(list)
+            by_reference: lanes.Claims = collections.defaultdict(list)
             for claim in claims:
                 if claim.still_current:
                     by_reference[claim.reference].append(claim)
@@ -133,7 +160,14 @@ class Sweeper:
             lane.outstanding += sum(len(c) for c in by_reference.values())
             if not by_reference:
                 continue
-            for group, future in lane.submit(list(by_reference)):
+            try:
+                submitted = lane.submit(list(by_reference), lease_end)
+            except Exception as exc:  # the adapter could not be built or plan: nothing sent
+                log.debug("provider lane failed", exc_info=True)
+                lane.open = False
+                self._record([(lane, by_reference, _unsent(lane, by_reference, exc))])
+                continue
+            for group, future in submitted:
                 in_flight[future] = (lane, {ref: by_reference[ref] for ref in group})
         if self.options.limit is not None and self.counts["claimed"] >= self.options.limit:
             return False
@@ -152,14 +186,28 @@ class Sweeper:
         self.counts["claimed"] += len(claims)
         return claims
 
-    def _record(
-        self,
-        finished: list[tuple[lanes.Lane, dict[str, list[store.Claim]], lanes.Result]],
-    ) -> None:
-        """Record every answer that arrived together, a bounded batch per transaction."""
-        items: list[tuple[store.Claim, base.Check, outcome.Context]] = []
+    def _record(self, finished: list[lanes.Finished]) -> None:
+        """Record every answer that arrived together, after telling each provider's health;
+        a transport failure waits until its lane tells whether it was the order's or the
+        provider's."""
+        ready: list[lanes.Finished] = []
+        for lane, claims, checks in finished:
+            first = next((checks[ref] for ref in claims if ref in checks), None)
+            if first is not None:
+                verdict.judge(self.conn, lane, first, self.clock())
+            ready.extend(verdict.classify(lane, claims, checks, first))
+        self._write(ready)
+        self._settle_deferred(list({id(lane): lane for lane, _, _ in finished}.values()))
+
+    def _settle_deferred(self, some_lanes: list[lanes.Lane], force: bool = False) -> None:
+        for lane in some_lanes:
+            self._write(verdict.settle(lane, force))
+
+    def _write(self, ready: list[lanes.Finished]) -> None:
+        """Record answers, a bounded batch per transaction."""
+        items: list[outcome.Item] = []
         lanes_of: list[lanes.Lane] = []
-        for lane, claims_by_reference, checks in finished:
+        for lane, claims_by_reference, checks in ready:
             provider = lane.provider
             for reference, claims in claims_by_reference.items():
                 check = checks.get(reference) or base.Check(base.error("no answer"), latency_ms=0)
@@ -171,66 +219,62 @@ class Sweeper:
                         self.run_id,
                         self.clock(),
                         random.uniform(-1.0, 1.0),
+                        lane.longest_hold,
                     )
                     items.append((claim, check, ctx))
                     lanes_of.append(lane)
         for start in range(0, len(items), _RECORD_BATCH):
             chunk = items[start : start + _RECORD_BATCH]
-            results = outcome.record_many(self.conn, chunk)
             chunk_lanes = lanes_of[start : start + _RECORD_BATCH]
+            failures: list[unrecorded.Unrecorded] = []
+            results = outcome.record_many(self.conn, chunk, failures)
+            for failure in failures:
+                chunk_lanes[failure.index].unrecorded.append((failure.reason, failure.kept))
             for (claim, check, _), result, lane in zip(chunk, results, chunk_lanes, strict=True):
                 lane.outstanding -= 1
                 self.counts["failed" if result in outcome.FAILED_RESULTS else result] += 1
-                if self.on_result is not None:
-                    self.on_result(claim, check, result)
-                if self.progress is not None:
-                    self.progress.advance(1)
-        for lane, claims_by_reference, checks in finished:
-            first = next((checks.get(ref) for ref in claims_by_reference), None)
-            if first is not None:
-                self._update_health(lane, first)
+                self._tell(claim, check, result)
 
-    def _update_health(self, lane: lanes.Lane, check: base.Check) -> None:
-        """One request's verdict on its provider (the breaker lives in the database)."""
-        if not check.sent:
-            return
+    def _tell(self, claim: store.Claim, check: base.Check, result: str) -> None:
+        """Show one result (``-v``, a progress bar): a display that fails changes nothing."""
+        try:
+            if self.on_result is not None:
+                self.on_result(claim, check, result)
+            if self.progress is not None:
+                self.progress.advance(1)
+        except Exception as exc:
+            log.warning("could not show a result (%s)", type(exc).__name__)
+
+    def _abandon(self, in_flight: Work) -> None:
+        """At the time limit: give back the claims of the calls still running, unspent. Their
+        next check waits out the provider's timeout, so no sweep asks while an abandoned call
+        may still be under way."""
         now = self.clock()
-        provider = lane.provider
-        if check.trouble is base.Trouble.THROTTLED:
-            wait = check.retry_after or 60.0  # the lane already holds; now tell other sweeps
-            health.held(self.conn, provider.id, now + dt.timedelta(seconds=wait), "throttled")
-            return
-        if check.trouble is None:
-            if lane.probing or not lane.healthy_reported:
-                health.recovered(self.conn, provider.id, now)
-                lane.probing, lane.healthy_reported = False, True
-            return
-        if check.trouble is base.Trouble.CREDENTIALS:
-            lane.credential_failures += 1
-            lane.credential_message = check.answer.message or f"HTTP {check.http_status}"
-        lane.healthy_reported = False
-        until = health.failed(self.conn, provider, str(check.trouble), now, probe=lane.probing)
-        if until is not None:
-            lane.open, lane.probing = False, False
-            lane.hold.hold(float("inf"), "the provider is paused")
-            lane.paused_note = (
-                f"provider {provider.name} is paused until {until:%Y-%m-%d %H:%M:%S} UTC after "
-                f"repeated {check.trouble} failures (last: {check.answer.message}); its orders "
-                "wait without spending attempts"
-            )
+        releases: list[store.Release] = []
+        for lane, claims_by_reference in in_flight.values():
+            soon = now + dt.timedelta(seconds=lane.provider.timeout + 1)
+            for claims in claims_by_reference.values():
+                releases.extend(
+                    store.Release(c, "waiting", outcome.ERROR, ABANDONED, soon, now, counted=False)
+                    for c in claims
+                )
+        in_flight.clear()
+        if releases:
+            with self.conn.transaction():
+                store.release_claims(self.conn, releases)
 
 
-def _problems(all_lanes: list[lanes.Lane]) -> list[str]:
-    """One line per misconfigured or newly paused provider, for stderr (and cron's mail)."""
-    lines = []
-    for lane in all_lanes:
-        if lane.credential_failures:
-            lines.append(
-                f"provider {lane.provider.name} refused ordermon's credentials on "
-                f"{lane.credential_failures} request(s) ({lane.credential_message}); check its "
-                "token/kod/sifre in the config and that this host's IP address is allowed. "
-                "Its orders are kept and retried."
-            )
-        if lane.paused_note:
-            lines.append(lane.paused_note)
-    return lines
+def _result(lane: lanes.Lane, claims: lanes.Claims, future: Future) -> lanes.Result:
+    """A finished request's checks; a worker that raised is that group's failure."""
+    try:
+        return future.result()
+    except Exception as exc:
+        return _unsent(lane, claims, exc)
+
+
+def _unsent(lane: lanes.Lane, claims: lanes.Claims, exc: Exception) -> lanes.Result:
+    lane.internal_errors.append(type(exc).__name__)
+    failure = base.Check(
+        base.error(f"not checked: internal error ({type(exc).__name__})"), 0, sent=False
+    )
+    return dict.fromkeys(claims, failure)

@@ -130,7 +130,7 @@ def test_lease_keeps_others_off_then_returns_the_order(
     assert _sweep(conn, cfg, clock).counts["claimed"] == 0
     clock.advance(31)
     assert _sweep(conn, cfg, clock).counts["completed"] == 1
-    assert enrolment_of(conn, order)["attempts"] == 2
+    assert enrolment_of(conn, order)["attempts"] == 1  # the dead sweep's claim spent nothing
     late = providers.build(cfg.providers[0]).check(["r1"])["r1"]
     ctx = outcome.Context("alaya", cfg.policy, "refund", None, clock.now, 0.0)
     assert outcome.record(conn, dead, late, ctx) == outcome.SUPERSEDED
