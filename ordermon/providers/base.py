@@ -165,7 +165,9 @@ class TransportError(Exception):
 
 
 RETRY_AFTER_MAX = 7 * 86400.0  # no provider holds ordermon off longer, whatever it asks
-_RETRY_SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII only: str.isdigit() accepts "²" too
+# ASCII only (str.isdigit() accepts "²" too); a long run of digits still means "a long time",
+# so it is capped rather than ignored, but a header of thousands of digits is not a number.
+_RETRY_SECONDS = re.compile(r"[0-9]{1,40}")
 _HTTP_DATE_MAX = 64  # "Wednesday, 31-Dec-2025 23:59:59 GMT" and friends are shorter
 
 
