@@ -31,15 +31,27 @@ def enrol(
     fresh = conn.execute(_FRESH, fresh_params(providers, order_id)).fetchall()
     if not fresh:
         return 0
+    dispatches = {
+        "orders": [r["order_id"] for r in fresh],
+        "providers": [r["provider_id"] for r in fresh],
+        "references": [r["reference"] for r in fresh],
+        "sent": [r["sent_at"] for r in fresh],
+    }
     # The shop sent these orders again (another provider, reference or "sentAt"): their
-    # waiting enrolment gives way to the new dispatch.
+    # waiting enrolment gives way to the new dispatch. Never the new dispatch itself: had an
+    # enroller without the lock enrolled it meanwhile, retiring it would leave the order
+    # enrolled as superseded, and the insert below would find its key taken.
     conn.execute(
-        """UPDATE ordermon_enrolments
+        """UPDATE ordermon_enrolments e
            SET state = 'superseded', finished_at = now(), claim_token = NULL,
                claimed_until = NULL, last_outcome = 'superseded',
                last_message = 'the shop sent the order again'
-           WHERE state = 'waiting' AND order_id = ANY(%(ids)s)""",
-        {"ids": [row["order_id"] for row in fresh]},
+           FROM unnest(%(orders)b::uuid[], %(providers)b::text[], %(references)b::text[],
+                       %(sent)b::timestamptz[]) AS v(order_id, provider_id, reference, sent_at)
+           WHERE e.state = 'waiting' AND e.order_id = v.order_id
+             AND (e.provider_id, e.reference, e.sent_at)
+                 IS DISTINCT FROM (v.provider_id, v.reference, v.sent_at)""",
+        dispatches,
     )
     cursor = conn.execute(
         """INSERT INTO ordermon_enrolments
@@ -51,11 +63,8 @@ def enrol(
                        %(sent)b::timestamptz[], %(first)b::float8[], %(give_up)b::float8[])
                 AS v(order_id, provider_id, reference, sent_at, first_after, give_up)
            ON CONFLICT DO NOTHING""",
-        {
-            "orders": [r["order_id"] for r in fresh],
-            "providers": [r["provider_id"] for r in fresh],
-            "references": [r["reference"] for r in fresh],
-            "sent": [r["sent_at"] for r in fresh],
+        dispatches
+        | {
             "first": [r["first_after"] for r in fresh],
             "give_up": [r["give_up"] for r in fresh],
         },
