@@ -1,13 +1,14 @@
 """Enrolment: which dispatches of watched orders ordermon takes on, and which it gives up.
 
 Every sweep enrols the dispatches that are new since its last look, under one advisory lock
-(sql/006_enrol_marks.sql tells how the looks are kept cheap), and expires the orders whose
-checks have run out.
+(sql/006_enrol_marks.sql tells how the looks are kept cheap), expires the orders whose
+checks have run out, and counts the dispatched orders it cannot watch, so they are said.
 """
 
+import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ordermon import db, store
@@ -153,3 +154,70 @@ def expire_exhausted(
                OR (c.max_attempts IS NOT NULL AND e.attempts >= c.max_attempts))"""
     )
     return max(conn.execute(query, store.rules_params(providers) | {"now": now}).rowcount, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Unwatched:
+    """Dispatched orders of one provider id that no configured provider watches."""
+
+    provider_id: str  # "" when the orders name none
+    reference_rule: str | None  # None: no configured provider has this id
+    orders: int
+
+    def problem(self, names: Mapping[str, str]) -> str:
+        """What to tell a person, in one line."""
+        count = f"{self.orders} dispatched order(s)"
+        if self.reference_rule is None and not self.provider_id:
+            return f'{count} have no "providerId": no provider is asked about them'
+        if self.reference_rule is None:
+            return (
+                f"{count} name provider id {self.provider_id}, which is not configured: "
+                "check providers[].id"
+            )
+        name = names.get(self.provider_id, self.provider_id)
+        missing = (
+            "provider_referans nor externalOrderId"
+            if self.reference_rule == "provider_referans_or_external"
+            else "provider_referans"
+        )
+        return f"{count} of {name} have no {missing}: ordermon cannot ask {name} about them"
+
+
+def unwatched(conn: db.Connection, providers: Sequence[store.ProviderRules]) -> list[Unwatched]:
+    """Dispatched orders (pending, sent, "sentAt" set) whose "providerId" names no provider
+    in ``providers`` (give it all the configured ones), or whose reference is missing. One
+    pass over the monitored orders' partial index, as cheap as the enrolment's own look."""
+    query = "WITH c AS (" + store.RULES_CTE + ")" + _UNWATCHED
+    return [Unwatched(**row) for row in conn.execute(query, store.rules_params(providers))]
+
+
+def unwatched_problems(
+    conn: db.Connection, providers: Sequence[store.ProviderRules], names: Mapping[str, str]
+) -> list[str]:
+    """The lines a sweep says about them on stderr (cron mails them), once per run."""
+    return [found.problem(names) for found in unwatched(conn, providers)]
+
+
+# Two index-friendly parts: per configured provider whose reference can be missing, one scan
+# of its monitored orders (idx_ordermon_orders_monitored); then the monitored orders of the
+# other provider ids, read from that index alone once the table is vacuumed.
+_UNWATCHED = """
+SELECT c.provider_id, c.reference_rule, k.n AS orders
+FROM c CROSS JOIN LATERAL (
+    SELECT count(*) AS n FROM product_orders o
+    WHERE o."providerId" = c.provider_id
+      AND o.status = 'pending' AND o."externalStatus" IN ('sent', 'queued', 'processing')
+      AND o."sentAt" IS NOT NULL
+      AND ordermon_reference(c.reference_rule, o.provider_referans, o."externalOrderId",
+                             o.id) IS NULL
+) k
+WHERE c.reference_rule <> 'order_id' AND k.n > 0
+UNION ALL
+SELECT coalesce(o."providerId", ''), NULL, count(*)
+FROM product_orders o
+WHERE o.status = 'pending' AND o."externalStatus" IN ('sent', 'queued', 'processing')
+  AND o."sentAt" IS NOT NULL
+  AND NOT coalesce(o."providerId", '') = ANY(%(provider_ids)b::text[])
+GROUP BY 1
+ORDER BY 1
+"""
