@@ -100,7 +100,7 @@ def gather(
         rows.append(
             {
                 "provider_id": provider_id,
-                "name": names.get(provider_id, provider_id),
+                "name": names.get(provider_id, provider_id or '(no "providerId")'),
                 "configured": provider_id in names,
                 **{k: e.get(k) or 0 for k in ("waiting", "due", "claimed", "held", "expired")},
                 "no_reference": _orders(unwatched.get(provider_id)) if provider_id in names else 0,

@@ -276,6 +276,10 @@ def test_dispatched_orders_without_a_reference_are_said_and_flagged(
     add_order(conn, user, None, provider_id="barakat-id", externalOrderId="ext-ok")
     add_order(conn, user, None, external_status="not_sent")  # not dispatched: not counted
     add_order(conn, user, None, status="approved")  # decided: not counted
+    nameless = add_order(conn, user, "no-provider")
+    conn.execute(
+        'UPDATE product_orders SET "providerId" = NULL WHERE id = %(id)s', {"id": nameless}
+    )
     sim.script("znet-ok", "processing")
     sim.script("ext-ok", "processing")
     document = config_document(db_url, sim.url)
@@ -287,11 +291,13 @@ def test_dispatched_orders_without_a_reference_are_said_and_flagged(
     znet_line = "2 dispatched order(s) of alaya have no provider_referans"
     barakat_line = "1 dispatched order(s) of barakat have no provider_referans nor externalOrderId"
     assert swept.stderr.count(znet_line) == 1 and swept.stderr.count(barakat_line) == 1
+    assert swept.stderr.count('1 dispatched order(s) have no "providerId"') == 1
     shown = run_cli("status", "--json", "--config", str(config_path))
     assert shown.returncode == 3
     figures = json.loads(shown.stdout)
     rows = {r["name"]: r for r in figures["providers"]}
     assert (rows["alaya"]["no_reference"], rows["barakat"]["no_reference"]) == (2, 1)
+    assert rows['(no "providerId")']["unwatched"] == 1
     assert any(znet_line in reason for reason in figures["attention"])
     assert any(barakat_line in reason for reason in figures["attention"])
 
