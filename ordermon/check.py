@@ -119,6 +119,8 @@ def _check_and_record(
     run_id = runs.start_run(conn, "check", socket.gethostname(), os.getpid(), now)
     token = uuid.uuid4()
     with conn.transaction():
+        # The sweep's lock: enrolling beside a sweep's enrolment could retire what it enrolled.
+        enrolment.enrol_lock(conn)
         enrolment.enrol(conn, provider_rules, order_id=order_id)
         waiting = conn.execute(
             "SELECT id, claimed_until FROM ordermon_enrolments "

@@ -1,13 +1,14 @@
 """Enrolment: which dispatches of watched orders ordermon takes on, and which it gives up.
 
 Every sweep enrols the dispatches that are new since its last look, under one advisory lock
-(sql/006_enrol_marks.sql tells how the looks are kept cheap), and expires the orders whose
-checks have run out.
+(sql/006_enrol_marks.sql tells how the looks are kept cheap), expires the orders whose
+checks have run out, and counts the dispatched orders it cannot watch, so they are said.
 """
 
+import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ordermon import db, store
@@ -31,15 +32,27 @@ def enrol(
     fresh = conn.execute(_FRESH, fresh_params(providers, order_id)).fetchall()
     if not fresh:
         return 0
+    dispatches = {
+        "orders": [r["order_id"] for r in fresh],
+        "providers": [r["provider_id"] for r in fresh],
+        "references": [r["reference"] for r in fresh],
+        "sent": [r["sent_at"] for r in fresh],
+    }
     # The shop sent these orders again (another provider, reference or "sentAt"): their
-    # waiting enrolment gives way to the new dispatch.
+    # waiting enrolment gives way to the new dispatch. Never the new dispatch itself: had an
+    # enroller without the lock enrolled it meanwhile, retiring it would leave the order
+    # enrolled as superseded, and the insert below would find its key taken.
     conn.execute(
-        """UPDATE ordermon_enrolments
+        """UPDATE ordermon_enrolments e
            SET state = 'superseded', finished_at = now(), claim_token = NULL,
                claimed_until = NULL, last_outcome = 'superseded',
                last_message = 'the shop sent the order again'
-           WHERE state = 'waiting' AND order_id = ANY(%(ids)s)""",
-        {"ids": [row["order_id"] for row in fresh]},
+           FROM unnest(%(orders)b::uuid[], %(providers)b::text[], %(references)b::text[],
+                       %(sent)b::timestamptz[]) AS v(order_id, provider_id, reference, sent_at)
+           WHERE e.state = 'waiting' AND e.order_id = v.order_id
+             AND (e.provider_id, e.reference, e.sent_at)
+                 IS DISTINCT FROM (v.provider_id, v.reference, v.sent_at)""",
+        dispatches,
     )
     cursor = conn.execute(
         """INSERT INTO ordermon_enrolments
@@ -51,11 +64,8 @@ def enrol(
                        %(sent)b::timestamptz[], %(first)b::float8[], %(give_up)b::float8[])
                 AS v(order_id, provider_id, reference, sent_at, first_after, give_up)
            ON CONFLICT DO NOTHING""",
-        {
-            "orders": [r["order_id"] for r in fresh],
-            "providers": [r["provider_id"] for r in fresh],
-            "references": [r["reference"] for r in fresh],
-            "sent": [r["sent_at"] for r in fresh],
+        dispatches
+        | {
             "first": [r["first_after"] for r in fresh],
             "give_up": [r["give_up"] for r in fresh],
         },
@@ -144,3 +154,70 @@ def expire_exhausted(
                OR (c.max_attempts IS NOT NULL AND e.attempts >= c.max_attempts))"""
     )
     return max(conn.execute(query, store.rules_params(providers) | {"now": now}).rowcount, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Unwatched:
+    """Dispatched orders of one provider id that no configured provider watches."""
+
+    provider_id: str  # "" when the orders name none
+    reference_rule: str | None  # None: no configured provider has this id
+    orders: int
+
+    def problem(self, names: Mapping[str, str]) -> str:
+        """What to tell a person, in one line."""
+        count = f"{self.orders} dispatched order(s)"
+        if self.reference_rule is None and not self.provider_id:
+            return f'{count} have no "providerId": no provider is asked about them'
+        if self.reference_rule is None:
+            return (
+                f"{count} name provider id {self.provider_id}, which is not configured: "
+                "check providers[].id"
+            )
+        name = names.get(self.provider_id, self.provider_id)
+        missing = (
+            "provider_referans nor externalOrderId"
+            if self.reference_rule == "provider_referans_or_external"
+            else "provider_referans"
+        )
+        return f"{count} of {name} have no {missing}: ordermon cannot ask {name} about them"
+
+
+def unwatched(conn: db.Connection, providers: Sequence[store.ProviderRules]) -> list[Unwatched]:
+    """Dispatched orders (pending, sent, "sentAt" set) whose "providerId" names no provider
+    in ``providers`` (give it all the configured ones), or whose reference is missing. One
+    pass over the monitored orders' partial index, as cheap as the enrolment's own look."""
+    query = "WITH c AS (" + store.RULES_CTE + ")" + _UNWATCHED
+    return [Unwatched(**row) for row in conn.execute(query, store.rules_params(providers))]
+
+
+def unwatched_problems(
+    conn: db.Connection, providers: Sequence[store.ProviderRules], names: Mapping[str, str]
+) -> list[str]:
+    """The lines a sweep says about them on stderr (cron mails them), once per run."""
+    return [found.problem(names) for found in unwatched(conn, providers)]
+
+
+# Two index-friendly parts: per configured provider whose reference can be missing, one scan
+# of its monitored orders (idx_ordermon_orders_monitored); then the monitored orders of the
+# other provider ids, read from that index alone once the table is vacuumed.
+_UNWATCHED = """
+SELECT c.provider_id, c.reference_rule, k.n AS orders
+FROM c CROSS JOIN LATERAL (
+    SELECT count(*) AS n FROM product_orders o
+    WHERE o."providerId" = c.provider_id
+      AND o.status = 'pending' AND o."externalStatus" IN ('sent', 'queued', 'processing')
+      AND o."sentAt" IS NOT NULL
+      AND ordermon_reference(c.reference_rule, o.provider_referans, o."externalOrderId",
+                             o.id) IS NULL
+) k
+WHERE c.reference_rule <> 'order_id' AND k.n > 0
+UNION ALL
+SELECT coalesce(o."providerId", ''), NULL, count(*)
+FROM product_orders o
+WHERE o.status = 'pending' AND o."externalStatus" IN ('sent', 'queued', 'processing')
+  AND o."sentAt" IS NOT NULL
+  AND NOT coalesce(o."providerId", '') = ANY(%(provider_ids)b::text[])
+GROUP BY 1
+ORDER BY 1
+"""

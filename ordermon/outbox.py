@@ -43,43 +43,71 @@ def configure_session(conn: db.Connection, notify: notify_config.NotifyConfig) -
 def register(conn: db.Connection, webhooks: Sequence[notify_config.Webhook]) -> None:
     """Called before a run changes any order: a webhook gets every event committed after the
     first run that had it configured began (not the history before it), even if that run
-    dies before it delivers."""
+    dies before it delivers. Its cursor starts at that moment's snapshot: every event the
+    snapshot does not see, committed before or after, is its."""
     for webhook in webhooks:
         conn.execute(
-            "INSERT INTO ordermon_webhook_cursors (webhook, last_seq) "
-            "SELECT %(name)s, coalesce(max(seq), 0) FROM ordermon_events "
+            "INSERT INTO ordermon_webhook_cursors (webhook, last_seq, seen) "
+            "SELECT %(name)s, coalesce(max(seq), 0), pg_current_snapshot() FROM ordermon_events "
             "ON CONFLICT (webhook) DO NOTHING",
             {"name": webhook.name},
         )
 
 
 def materialize(conn: db.Connection, webhook: notify_config.Webhook, now: dt.datetime) -> int:
-    """Create the pending deliveries of events this webhook has not been given yet."""
+    """Create the pending deliveries of events this webhook has not been given yet: those
+    written by a transaction the last look's snapshot did not see (sql/007_event_cursors.sql),
+    so an event that commits after a later one was delivered is still delivered, once."""
     register(conn, [webhook])
     with conn.transaction():
-        row = conn.execute(
-            "SELECT last_seq FROM ordermon_webhook_cursors WHERE webhook = %(name)s FOR UPDATE",
-            {"name": webhook.name},
-        ).fetchone()
+        # Locked by a statement of its own, so the look below takes its snapshot after any
+        # other look at this webhook has committed (and sees its cursor).
+        row = conn.execute(_CURSOR, {"name": webhook.name}).fetchone()
         assert row is not None
-        created = conn.execute(
-            """INSERT INTO ordermon_deliveries (event_id, webhook, next_attempt_at)
-               SELECT id, %(name)s, %(now)s FROM ordermon_events
-               WHERE seq > %(after)s AND type = ANY(%(types)s)
-               ON CONFLICT DO NOTHING""",
-            {
-                "name": webhook.name,
-                "now": now,
-                "after": row["last_seq"],
-                "types": list(webhook.events),
-            },
-        ).rowcount
-        conn.execute(
-            "UPDATE ordermon_webhook_cursors SET last_seq = "
-            "(SELECT coalesce(max(seq), 0) FROM ordermon_events) WHERE webhook = %(name)s",
-            {"name": webhook.name},
-        )
-    return max(created, 0)
+        params = {
+            "name": webhook.name,
+            "now": now,
+            "types": list(webhook.events),
+            "seen": row["seen"],
+            "horizon": row["horizon"],
+            "after": row["last_seq"],
+        }
+        query = _MATERIALIZE_SEEN if row["horizon"] is not None else _MATERIALIZE_BY_SEQ
+        # Never a prepared (generic) plan: the index on xact is chosen by the horizon's value.
+        created = conn.execute(query, params, prepare=False).fetchone()
+    return int(created["n"]) if created else 0
+
+
+# A snapshot from another cluster's history (a restored dump) is ahead of this one's: such a
+# cursor goes by seq instead, like one from before sql/007_event_cursors.sql.
+_CURSOR = """
+SELECT last_seq, seen::text AS seen,
+       CASE WHEN pg_snapshot_xmin(seen) <= pg_snapshot_xmax(pg_current_snapshot())
+            THEN pg_snapshot_xmin(seen) END::text AS horizon
+FROM ordermon_webhook_cursors WHERE webhook = %(name)s FOR UPDATE
+"""
+_MATERIALIZE = """
+WITH made AS (
+    INSERT INTO ordermon_deliveries (event_id, webhook, next_attempt_at)
+    SELECT e.id, %(name)s, %(now)s FROM ordermon_events e
+    WHERE e.type = ANY(%(types)s) AND {unseen}
+    -- The anti-join on what was already materialized (by a look that raced this one, or
+    -- by seq): one probe of the primary key per candidate, however many deliveries exist.
+    ON CONFLICT (event_id, webhook) DO NOTHING
+    RETURNING 1
+), moved AS (
+    UPDATE ordermon_webhook_cursors
+    SET seen = pg_current_snapshot(),
+        last_seq = (SELECT coalesce(max(seq), 0) FROM ordermon_events)
+    WHERE webhook = %(name)s
+)
+SELECT count(*) AS n FROM made
+"""
+_MATERIALIZE_SEEN = _MATERIALIZE.replace(
+    "{unseen}",
+    "e.xact >= %(horizon)s::xid8 AND NOT pg_visible_in_snapshot(e.xact, %(seen)s::pg_snapshot)",
+)
+_MATERIALIZE_BY_SEQ = _MATERIALIZE.replace("{unseen}", "e.seq > %(after)s")
 
 
 def claim(

@@ -14,9 +14,13 @@ def ping(url: str | None, suffix: str, body: str, timeout: float) -> bool:
     import urllib.error  # only a configured ping pays for the HTTP client
     import urllib.request
 
+    from ordermon import db
+
+    # The body quotes errors, which db has redacted already; a ping leaves the machine, so it
+    # is redacted once more on its way out, whatever produced it.
     request = urllib.request.Request(  # noqa: S310 - the scheme is checked at config load
         f"{url}/{suffix}",
-        data=body.encode()[:10_000],
+        data=db.redact(body).encode()[:10_000],
         method="POST",
         headers={"Content-Type": "text/plain; charset=utf-8", "User-Agent": "ordermon"},
     )

@@ -6,7 +6,7 @@ import datetime as dt
 import zoneinfo
 from typing import Any
 
-from ordermon import config, db, health, outbox, providers
+from ordermon import config, db, enrolment, health, outbox, sweep
 
 NO_SUCCESS_ALARM = dt.timedelta(minutes=5)
 
@@ -40,13 +40,32 @@ SELECT provider_id,
 FROM ordermon_attempts WHERE checked_at > %(day)s
 GROUP BY provider_id
 """
-_UNREFERENCED = """
-SELECT o."providerId" AS provider_id, count(*) AS n FROM product_orders o
-WHERE o.status = 'pending' AND o."externalStatus" IN ('sent', 'queued', 'processing')
-  AND o."providerId" = ANY(%(ids)s) AND o."sentAt" IS NOT NULL
-  AND NULLIF(o.provider_referans, '') IS NULL
-GROUP BY 1
+# Why an enrolment is still waiting past its deadline, the first that applies: the sweep
+# expires an order only after a check at or past the deadline, so each of these keeps it
+# waiting for as long as it lasts.
+_OVERDUE = """
+SELECT e.provider_id,
+       CASE WHEN NOT e.provider_id = ANY(%(configured)s) THEN 'not_configured'
+            WHEN s.paused_until > %(now)s THEN 'paused'
+            WHEN e.claimed_until IS NOT NULL THEN 'claimed'
+            WHEN e.last_checked_at IS NULL THEN 'never_checked'
+            WHEN e.last_outcome = 'error' THEN 'failing'
+            ELSE 'not_checked_since' END AS reason,
+       count(*) AS n, max(e.claimed_until) AS claimed_until
+FROM ordermon_enrolments e
+LEFT JOIN ordermon_provider_state s ON s.provider_id = e.provider_id
+WHERE e.state = 'waiting' AND e.deadline < %(cutoff)s
+GROUP BY 1, 2
 """
+_WHY = {
+    "not_configured": "its provider id is not configured, so no sweep checks it: "
+    "check providers[].id",
+    "claimed": "claimed by a sweep that may have died (its lease ends {until})",
+    "never_checked": "never checked: does a sweep run for this provider (--provider, --limit)?",
+    "failing": "its last check failed (error), for the provider's sake or its own: "
+    "`ordermon show ORDER_ID`",
+    "not_checked_since": "not checked since the deadline: the sweeps are behind",
+}
 _RUNS = """
 SELECT id, command, host, started_at, finished_at, claimed, completed, failed, errors,
        superseded, expired, stopped_by, exit_code
@@ -66,15 +85,12 @@ def gather(
     enrolments = {r["provider_id"]: r for r in conn.execute(_ENROLMENTS, {"now": now})}
     window = {"day": now - dt.timedelta(hours=24), "hour": now - dt.timedelta(hours=1)}
     attempts = {r["provider_id"]: r for r in conn.execute(_ATTEMPTS, window)}
-    znet_ids = [
-        p.id for p in cfg.providers if providers.reference_rule(p.kind) == "provider_referans"
-    ]
-    unreferenced = {
-        r["provider_id"]: r["n"] for r in conn.execute(_UNREFERENCED, {"ids": znet_ids})
-    }
-    states = health.load(conn, sorted(set(names) | set(enrolments)))
+    unwatched = {u.provider_id: u for u in enrolment.unwatched(conn, sweep.rules(cfg.providers))}
+    late = _overdue(conn, list(names), now, now - cfg.sweep.lease)
+    ids = set(names) | set(enrolments) | set(unwatched) | set(late)
+    states = health.load(conn, sorted(ids))
     rows = []
-    for provider_id in sorted(set(names) | set(enrolments), key=lambda i: names.get(i, i)):
+    for provider_id in sorted(ids, key=lambda i: names.get(i, i)):
         e, a, state = (
             enrolments.get(provider_id, {}),
             attempts.get(provider_id, {}),
@@ -84,10 +100,12 @@ def gather(
         rows.append(
             {
                 "provider_id": provider_id,
-                "name": names.get(provider_id, provider_id),
+                "name": names.get(provider_id, provider_id or '(no "providerId")'),
                 "configured": provider_id in names,
                 **{k: e.get(k) or 0 for k in ("waiting", "due", "claimed", "held", "expired")},
-                "no_reference": unreferenced.get(provider_id, 0),
+                "no_reference": _orders(unwatched.get(provider_id)) if provider_id in names else 0,
+                "unwatched": _orders(unwatched.get(provider_id)),
+                "overdue": {r: n for r, (n, _) in sorted(late.get(provider_id, {}).items())},
                 "completed_24h": a.get("completed_24h") or 0,
                 "failed_24h": a.get("failed_24h") or 0,
                 "checks_1h": checks,
@@ -115,7 +133,11 @@ def gather(
         "last_success_at": _shown(success_at, tz),
         "runs": [_run(r, tz, now, cfg) for r in conn.execute(_RUNS, {"limit": runs})],
     }
-    figures["attention"] = attention(figures, success_at, now)
+    figures["attention"] = [
+        *(u.problem(names) for u in unwatched.values()),
+        *_overdue_reasons(late, names, states, tz),
+        *attention(figures, success_at, now),
+    ]
     return figures
 
 
@@ -127,6 +149,11 @@ def attention(
     for row in figures["providers"]:
         if row["expired"]:
             reasons.append(f"{row['expired']} expired order(s) of {row['name']} wait for a person")
+        if row["held"]:
+            reasons.append(
+                f"{row['held']} held order(s) of {row['name']} wait for a person "
+                "(on_failed: hold): decide them, or `ordermon requeue` them"
+            )
         if row["breaker_open"] and row["paused_until"]:
             reasons.append(f"provider {row['name']} is paused until {row['paused_until']}")
     if figures.get("dead_events"):
@@ -135,6 +162,40 @@ def attention(
         )
     if success_at is None or now - success_at > NO_SUCCESS_ALARM:
         reasons.append("no successful sweep in the last 5 minutes: is cron running ordermon?")
+    return reasons
+
+
+def _overdue(
+    conn: db.Connection, configured: list[str], now: dt.datetime, cutoff: dt.datetime
+) -> dict[str, dict[str, tuple[int, dt.datetime | None]]]:
+    """Per provider id and reason: the waiting enrolments whose deadline is before ``cutoff``
+    (the lease before now: a sweep at work gets that long to check and expire them)."""
+    found: dict[str, dict[str, tuple[int, dt.datetime | None]]] = {}
+    params = {"configured": configured, "now": now, "cutoff": cutoff}
+    for row in conn.execute(_OVERDUE, params):
+        found.setdefault(row["provider_id"], {})[row["reason"]] = (row["n"], row["claimed_until"])
+    return found
+
+
+def _overdue_reasons(
+    late: dict[str, dict[str, tuple[int, dt.datetime | None]]],
+    names: dict[str, str],
+    states: dict[str, health.State],
+    tz: zoneinfo.ZoneInfo,
+) -> list[str]:
+    reasons = []
+    for provider_id, by_reason in sorted(late.items(), key=lambda i: names.get(i[0], i[0])):
+        for reason, (count, claimed_until) in sorted(by_reason.items()):
+            state = states.get(provider_id)
+            if reason == "paused" and state is not None:
+                why = f"the provider is paused ({state.reason}) until "
+                why += f"{_shown(state.paused_until, tz)}"
+            else:
+                why = _WHY.get(reason, reason).format(until=_shown(claimed_until, tz))
+            reasons.append(
+                f"{count} order(s) of {names.get(provider_id, provider_id)} still waiting "
+                f"past the deadline: {why}"
+            )
     return reasons
 
 
@@ -163,6 +224,10 @@ def _run(
 
 def _shown(when: dt.datetime | None, tz: zoneinfo.ZoneInfo) -> str | None:
     return when.astimezone(tz).isoformat(timespec="seconds") if when else None
+
+
+def _orders(found: enrolment.Unwatched | None) -> int:
+    return found.orders if found else 0
 
 
 def _rounded(value: Any) -> int | None:

@@ -136,6 +136,8 @@ def run(
         counts["enrolled"] = enrolment.enrol(conn, provider_rules)
     counts["expired"] += enrolment.expire_exhausted(conn, provider_rules, clock())
     report = Report(run_id, counts, None, 0.0)
+    names = {p.id: p.name for p in cfg.providers}
+    report.problems.extend(enrolment.unwatched_problems(conn, rules(cfg.providers), names))
     if chosen and store.count_due(conn, [p.id for p in chosen], clock()):
         from ordermon import sweeper
 

@@ -136,6 +136,9 @@ def test_status_exit_codes(conn: db.Connection, prepared: dict[str, Any]) -> Non
     expired order that someone has since decided no longer counts."""
     stuck = prepared["orders"]["stuck"]
     conn.execute("UPDATE product_orders SET status = 'approved' WHERE id = %(id)s", {"id": stuck})
+    # A dispatched order without a reference is unwatched, which needs a person too.
+    no_ref = prepared["orders"]["no-ref"]
+    conn.execute("UPDATE product_orders SET status = 'approved' WHERE id = %(id)s", {"id": no_ref})
     assert run_cli("status", "--config", prepared["config"]).returncode == 0
     conn.execute("""UPDATE ordermon_provider_state SET pauses = 1, reason = 'transport',
                     paused_until = now() + interval '10 minutes'""")
