@@ -14,6 +14,7 @@ from ordermon import (
     db,
     enrolment,
     errors,
+    lanes,
     outbox,
     outcome,
     provider_config,
@@ -152,7 +153,13 @@ def _check_and_record(
     claim = claims[0]
     check = adapter.check([reference])[reference]
     ctx = outcome.Context(
-        provider.name, provider.policy, cfg.on_failed, run_id, clock(), random.uniform(-1, 1)
+        provider.name,
+        provider.policy,
+        cfg.on_failed,
+        run_id,
+        clock(),
+        random.uniform(-1, 1),
+        longest_wait=lanes.longest_hold(provider),  # a Retry-After holds as in a sweep
     )
     applied = outcome.record(conn, claim, check, ctx)
     counts = {"claimed": 1, applied if applied in runs.RUN_COUNTS else "failed": 1}
