@@ -136,6 +136,11 @@ def make_config(db_url: str, sim_url: str, **overrides: Any) -> config.Config:
     return config.parse(config_document(db_url, sim_url, **overrides), {})
 
 
+def providers_config(db_url: str, *docs: dict[str, Any], **top: Any) -> config.Config:
+    """The test config with exactly these providers (``provider_doc``) and top-level keys."""
+    return config.parse(config_document(db_url, "http://unused", providers=list(docs), **top), {})
+
+
 def write_config(path: Path, db_url: str, sim_url: str, **overrides: Any) -> Path:
     path.write_text(yaml.safe_dump(config_document(db_url, sim_url, **overrides)))
     return path

@@ -22,13 +22,10 @@ from tests.conftest import (
     enrolment_of,
     order_row,
     provider_doc,
+    providers_config,
 )
 
 PAUSE = {"after_failures": 2, "cooldown": "1m", "max_cooldown": "5m"}
-
-
-def _cfg(db_url: str, *docs: dict[str, Any], **top: Any) -> config.Config:
-    return config.parse(config_document(db_url, "http://unused", providers=list(docs), **top), {})
 
 
 def _enrolments(conn: db.Connection) -> list[dict[str, Any]]:
@@ -54,7 +51,7 @@ def test_pause_with_work_queued_ends_the_sweep_normally(conn: db.Connection, db_
         user = add_user(conn)
         for i in range(60):
             add_order(conn, user, f"r{i}", provider_id="znet-id")
-        cfg = _cfg(
+        cfg = providers_config(
             db_url,
             provider_doc("znet", sim.url, pause=PAUSE),
             sweep={"concurrency": 4, "batch_size": 50, "lease": "60s"},
@@ -95,7 +92,9 @@ def _held_at_most_max_cooldown(conn: db.Connection, db_url: str, step: str) -> N
         orders = [add_order(conn, user, f"r{i}", provider_id="znet-id") for i in range(6)]
         for i in range(6):
             sim.script(f"r{i}", step, "processing")
-        cfg = _cfg(db_url, provider_doc("znet", sim.url, max_concurrency=1, pause=PAUSE))
+        cfg = providers_config(
+            db_url, provider_doc("znet", sim.url, max_concurrency=1, pause=PAUSE)
+        )
         report = sweep.run(conn, cfg, sweep.Options(), clock=clock)
         assert report.stopped_by is None
         assert len(sim.requests) == 1
@@ -137,7 +136,7 @@ def test_unstorable_answer_is_that_orders_error(conn: db.Connection, db_url: str
     good = [add_order(conn, user, f"good{i}") for i in range(3)]
     nul = add_order(conn, user, "nul")
     surrogate = add_order(conn, user, "surrogate")
-    cfg = _cfg(db_url, config_document(db_url, "http://unused")["providers"][0])
+    cfg = providers_config(db_url, config_document(db_url, "http://unused")["providers"][0])
     claims = {c.order_id: c for c in _claims(conn, cfg, clock)}
     ctx = _ctx(cfg, clock)
     answers = {
@@ -181,7 +180,7 @@ def test_any_retry_after_is_recorded_safely(
     clock = FakeClock()
     user = add_user(conn)
     orders = [add_order(conn, user, f"r{i}") for i in range(3)]
-    cfg = _cfg(db_url, config_document(db_url, "http://unused")["providers"][0])
+    cfg = providers_config(db_url, config_document(db_url, "http://unused")["providers"][0])
     claims = {c.order_id: c for c in _claims(conn, cfg, clock)}
     ctx = _ctx(cfg, clock)
     checks = [
@@ -209,7 +208,7 @@ def test_lost_database_fails_the_recording(conn: db.Connection, db_url: str) -> 
     """A connection the server has dropped is the one failure recording does not absorb."""
     clock = FakeClock()
     order = add_order(conn, add_user(conn), "r1")
-    cfg = _cfg(db_url, config_document(db_url, "http://unused")["providers"][0])
+    cfg = providers_config(db_url, config_document(db_url, "http://unused")["providers"][0])
     [claim] = _claims(conn, cfg, clock)
     with db.connect(db_url, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%(pid)s)", {"pid": conn.info.backend_pid})
@@ -225,7 +224,7 @@ def _two_lanes(conn: db.Connection, db_url: str, sim_url: str) -> config.Config:
     for i in range(4):
         add_order(conn, user, f"z{i}", provider_id="znet-id")
         add_order(conn, user, str(7000 + i), provider_id="barakat-id")
-    return _cfg(db_url, provider_doc("znet", sim_url), provider_doc("barakat", sim_url))
+    return providers_config(db_url, provider_doc("znet", sim_url), provider_doc("barakat", sim_url))
 
 
 def _settled(conn: db.Connection) -> dict[tuple[str, str], int]:
@@ -324,7 +323,7 @@ def test_order_whose_own_requests_fail_spends_attempts(conn: db.Connection, db_u
             "jitter": 0,
             "give_up_after": "1h",
         }
-        cfg = _cfg(db_url, provider_doc("znet", sim.url), schedule=schedule)
+        cfg = providers_config(db_url, provider_doc("znet", sim.url), schedule=schedule)
         sweep.run(conn, cfg, sweep.Options(), clock=clock)
         assert enrolment_of(conn, late)["state"] == "expired"
         assert sim.count("late") == 1

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from ordermon import config, db, provider_config, providers, simulator, sweep
+from ordermon import db, provider_config, providers, simulator, sweep
 from tests.conftest import (
     TOKEN,
     FakeClock,
@@ -21,12 +21,9 @@ from tests.conftest import (
     enrolment_of,
     order_row,
     provider_doc,
+    providers_config,
     run_cli,
 )
-
-
-def _cfg(db_url: str, *docs: dict[str, Any], **top: Any) -> config.Config:
-    return config.parse(config_document(db_url, "http://unused", providers=list(docs), **top), {})
 
 
 def _free_port() -> int:
@@ -47,7 +44,7 @@ def test_batching_1000_orders_in_20_requests(conn: db.Connection, db_url: str) -
                            now() - interval '1 minute', %(ref)s)""",
                 [{"user": user, "ref": str(100000 + i)} for i in range(1000)],
             )
-        cfg = _cfg(db_url, provider_doc("barakat", sim.url, batch_size=50))
+        cfg = providers_config(db_url, provider_doc("barakat", sim.url, batch_size=50))
         report = sweep.run(conn, cfg, sweep.Options(), clock=FakeClock())
         assert report.counts["completed"] == 1000
         assert sim.count_kind("barakat") <= 20
@@ -60,7 +57,7 @@ def test_rate_limit_holds_at_send_time(conn: db.Connection, db_url: str) -> None
         user = add_user(conn)
         for i in range(70):
             add_order(conn, user, f"r{i}", provider_id="znet-id")
-        cfg = _cfg(
+        cfg = providers_config(
             db_url,
             provider_doc("znet", sim.url, rate_limit="20/s"),
             sweep={"concurrency": 16, "batch_size": 100, "lease": "60s"},
@@ -81,7 +78,7 @@ def test_retry_after_holds_the_provider(conn: db.Connection, db_url: str) -> Non
     with simulator.Simulator(kod="4711", sifre="s3cr3t-sifre-value", default=("429:120",)) as sim:
         user = add_user(conn)
         orders = [add_order(conn, user, f"r{i}", provider_id="znet-id") for i in range(6)]
-        cfg = _cfg(db_url, provider_doc("znet", sim.url, max_concurrency=1))
+        cfg = providers_config(db_url, provider_doc("znet", sim.url, max_concurrency=1))
         sweep.run(conn, cfg, sweep.Options(), clock=clock)
         assert len(sim.requests) == 1
         for order in orders:
@@ -112,7 +109,7 @@ def test_provider_down_for_three_hours(conn: db.Connection, db_url: str) -> None
         f"http://127.0.0.1:{port}",
         pause={"after_failures": 3, "cooldown": "1m", "max_cooldown": "30m"},
     )
-    cfg = _cfg(
+    cfg = providers_config(
         db_url,
         doc,
         schedule={
@@ -175,7 +172,7 @@ def test_credential_problem_is_one_line_per_sweep(
 
 
 def _adapter(sim_url: str, **changes: Any) -> providers.base.Provider:
-    cfg = _cfg("postgresql://unused", provider_doc("znet", sim_url))
+    cfg = providers_config("postgresql://unused", provider_doc("znet", sim_url))
     provider: provider_config.ProviderConfig = dataclasses.replace(cfg.providers[0], **changes)
     return providers.build(provider)
 
