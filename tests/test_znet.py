@@ -83,6 +83,9 @@ def _oracle(body: bytes) -> tuple[base.Outcome, str | None] | None:
     parts = text.split("|")
     if len(parts) < 4 or parts[0] != "OK":
         return None
+    message = "|".join(parts[3:])
+    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in message):
+        return None  # a second line or a control byte: the reply contradicts itself
     durum, pin = parts[1].strip(" "), parts[2].strip(" \t\r\n")
     if durum == "3":
         return (F, None)

@@ -16,9 +16,24 @@ def load(body: bytes) -> Any:
     """The decoded JSON document, or ``NOT_JSON`` for anything that is not UTF-8 JSON (a raw
     control character inside a string is not JSON: json refuses it)."""
     try:
-        return json.loads(body.decode("utf-8"))
+        return json.loads(
+            body.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant
+        )
     except (UnicodeDecodeError, ValueError, RecursionError):
         return _NOT_JSON
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object naming one key twice ({"status": "accept", "status": "reject"}) says two
+    things: json would keep the last without a word, so it is not an answer at all."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise ValueError("a key given twice")
+    return document
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python's extension, not JSON
 
 
 def is_json(value: Any) -> bool:

@@ -41,7 +41,17 @@ def parse(status: int, body: bytes, *, truncated: bool = False) -> base.Answer:
     outcome = _DURUM.get(durum)
     if outcome is None:
         return base.unknown_word(durum)
-    return base.finished(outcome, pin, description or None)
+    answer = base.finished(outcome, pin, description or None)
+    if answer.outcome is not base.Outcome.ERROR and has_control(fields[3]):
+        # One reply is one line: a second line ("OK|3| |..\r\nOK|2|PIN|..") or a control
+        # byte in the message makes it contradict itself; never read from its first line.
+        return base.error("the message holds a line break or control character")
+    return answer
+
+
+def has_control(text: str) -> bool:
+    """A C0 control (tab aside) or DEL: what one line of plain text never holds."""
+    return any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in text)
 
 
 def mask_pin_field(text: str) -> tuple[str, set[str]]:
