@@ -25,6 +25,11 @@ MASK = "***"
 # a scheme; libpq ends it at the first "/" or "@"), ``?password=`` in a URI's query, and a
 # ``password=`` setting (quoted with backslash escapes, or up to the next space).
 _USERINFO = re.compile(r"(?P<head>(?:[A-Za-z][A-Za-z0-9+.-]*://)?[^\s:/@'\"]*:)[^\s/@]*@")
+# An unencoded "@" or "/" in a password: libpq ends it at the first "@" and takes the rest for
+# the host, which its errors then quote. Up to the last "@" of the word is the operator's
+# password, and each piece of it (the "host" libpq failed to resolve) is a secret too.
+_USERINFO_GREEDY = re.compile(r"(?P<head>(?:[A-Za-z][A-Za-z0-9+.-]*://)?[^\s:/@'\"]*:)[^\s'\"]*@")
+_PIECE_MIN = 4  # shorter pieces ("x" of "Pw@SECRET/x") would mask ordinary words
 # (A value already masked is left alone, so the punctuation after it stays.)
 _MASKED = r"(?!\*\*\*(?:[\s:;,.)]|$))"
 _QUERY = re.compile(r"(?P<head>[?&]password=)" + _MASKED + r"[^&#\s]*", re.IGNORECASE)
@@ -54,6 +59,10 @@ def password_forms(url: str) -> set[str]:
         found.add(str(psycopg.conninfo.conninfo_to_dict(url).get("password") or ""))
     for match in _USERINFO.finditer(url):
         found.add(match.group(0)[len(match.group("head")) : -1])
+    for match in _USERINFO_GREEDY.finditer(url):
+        whole = match.group(0)[len(match.group("head")) : -1]
+        found.add(whole)
+        found.update(p for p in re.split(r"[@/:]", whole) if len(p) >= _PIECE_MIN)
     for match in _QUERY.finditer(url):
         found.add(match.group(0)[len(match.group("head")) :])
     for match in _SETTING.finditer(url):
@@ -75,7 +84,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     like a database URL or a ``password=`` setting masked."""
     for secret in sorted(_known_secrets.union(secrets), key=len, reverse=True):
         text = text.replace(secret, MASK)
-    text = _USERINFO.sub(rf"\g<head>{MASK}@", text)
+    text = _USERINFO_GREEDY.sub(rf"\g<head>{MASK}@", text)
     text = _QUERY.sub(rf"\g<head>{MASK}", text)
     return _SETTING.sub(rf"\g<head>{MASK}", text)
 
