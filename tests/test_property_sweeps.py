@@ -687,3 +687,84 @@ def test_hostile_provider_never_breaks_a_sweep(
     ends as some reply about it allows: final once, refunded once by what was paid, its PIN
     one the provider sent, no secret or PIN anywhere else."""
     sweep_rounds(conn, db_url, scenario)
+
+
+def _znet(body: bytes, status: int = 200, **headers: bytes) -> Step:
+    return Step(Envelope(status, tuple((k.replace("_", "-"), v) for k, v in headers.items())), body)
+
+
+def _barakat(*items: Item, envelope: Envelope | None = None) -> Step:
+    return Step(envelope, items=items)
+
+
+def _item(reference: str, **doc: Any) -> Item:
+    return Item(reference, "exact", tuple(doc.items()))
+
+
+def _case(*orders: tuple[str, str, Step], on_failed: str = "refund") -> Scenario:
+    return Scenario(
+        tuple(Order(kind, ref, "12.50", 0, (step,)) for kind, ref, step in orders), on_failed, 4
+    )
+
+
+_Z, _B1, _B2 = "1760885915220100", "67890", "67891"
+_GOOD = ("barakat", _B2, _barakat(_item(_B2, status="accept", pin="PIN-GOOD-0001")))
+_HUGE = b"99999999999999999999"
+KNOWN_CASES = {
+    "2: a NUL in one PIN stops nobody else": _case(
+        ("barakat", _B1, _barakat(_item(_B1, status="accept", pin="AB\x00CD"))), _GOOD
+    ),
+    "2: a lone surrogate in a note stops nobody else": _case(
+        ("barakat", _B1, _barakat(_item(_B1, status="accept", note="\ud800"))), _GOOD
+    ),
+    "3: Retry-After 10^20 on a 429": _case(
+        ("znet", _Z, _znet(b"slow down", 429, Retry_After=_HUGE)), _GOOD
+    ),
+    "3: Retry-After 10^20 on a 200": _case(
+        (
+            "barakat",
+            _B1,
+            _barakat(
+                _item(_B1, status="wait"), envelope=Envelope(headers=(("Retry-After", _HUGE),))
+            ),
+        ),
+        ("znet", _Z, _znet(b"OK|2|PIN-ZNET-0001|Teslim edildi")),
+    ),
+    "3: Retry-After ² does not lose a refusal": _case(
+        ("znet", _Z, _znet("OK|3| |İptal edildi".encode(), Retry_After=b"\xb2")), _GOOD
+    ),
+    "5: refused then delivered in one reply": _case(
+        (
+            "barakat",
+            _B1,
+            _barakat(_item(_B1, status="reject"), _item(_B1, status="accept", pin="PIN-BOTH-0001")),
+        ),
+        _GOOD,
+    ),
+    "6: a redirect to another host": _case(
+        ("znet", _Z, _znet(b"moved", 302, Location=b"{trap}/steal")), _GOOD
+    ),
+    "8: terminal escapes in a PIN": _case(
+        ("barakat", _B1, _barakat(_item(_B1, status="accept", pin="PIN\x1b]0;pwned\x07\x1b[2J"))),
+        _GOOD,
+    ),
+    "9: a PIN in the attempt history": _case(_GOOD),
+    "16: NUL bytes in a znet status line": _case(
+        ("znet", _Z, _znet(b"O\x00K|\x003| |Iptal")), _GOOD
+    ),
+    "16: a PIN sent as a number": _case(
+        ("barakat", _B1, _barakat(_item(_B1, status="accept", pin=1234.5))), _GOOD
+    ),
+    "16: a PIN sent as a list": _case(
+        ("barakat", _B1, _barakat(_item(_B1, status="accept", pin=["P"]))), _GOOD
+    ),
+    "18: a status word echoing the token": _case(
+        ("barakat", _B1, _barakat(_item(_B1, status=f"bad token {TOKEN}")))
+    ),
+}
+
+
+@pytest.mark.parametrize("scenario", list(KNOWN_CASES.values()), ids=list(KNOWN_CASES))
+def test_known_hostile_replies(conn: db.Connection, db_url: str, scenario: Scenario) -> None:
+    """Each reply of issue 10 that once broke a sweep passes every check of the property."""
+    sweep_rounds(conn, db_url, scenario)
