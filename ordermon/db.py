@@ -208,12 +208,21 @@ FROM (SELECT coalesce(current_schema(), 'public') AS name) s
 def privilege_advice(conn: Connection) -> str:
     """What the connected role lacks of README's grants, as the statements that grant it and
     who runs them; the grants in general when it lacks none of them."""
+    lines = lacking_grants(conn)
+    if not lines:
+        return _ALL_GRANTS
+    return "It lacks:\n" + "\n".join("    " + line for line in lines)
+
+
+def lacking_grants(conn: Connection) -> list[str]:
+    """The statements (with who must run them) that would give the connected role what it
+    lacks of README's grants; empty when it has them all."""
     row = conn.execute(
         _LACKS,
         {"tables": [t for t, _ in SHOP_GRANTS], "privileges": [p for _, p in SHOP_GRANTS]},
     ).fetchone()
     if row is None:
-        return _ALL_GRANTS
+        return []
     role, lines = _identifier(row["role"]), []
     if not (row["schema_usage"] and row["schema_create"]):
         lines.append(
@@ -235,9 +244,7 @@ def privilege_advice(conn: Connection) -> str:
             f"role that ran `ordermon migrate`, or have their owner run ALTER TABLE ... "
             f"OWNER TO {role} for each"
         )
-    if not lines:
-        return _ALL_GRANTS
-    return "It lacks:\n" + "\n".join("    " + line for line in lines)
+    return lines
 
 
 def _identifier(name: str) -> str:

@@ -118,6 +118,16 @@ def run(conn: db.Connection) -> Result:
             applied.append(migration.name)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%(key)s)", {"key": ADVISORY_LOCK_KEY})
+    lacking = db.lacking_grants(conn)
+    if lacking:
+        # Found now, not at the first refund: that sweep would stop with its claims held.
+        applied_now = f" (applied {', '.join(applied)})" if applied else ""
+        raise errors.MigrationError(
+            f"ordermon's schema is up to date{applied_now}, but its role cannot "
+            "record every outcome yet. It lacks:\n"
+            + "\n".join("    " + line for line in lacking)
+            + "\nRun these, then `ordermon migrate` again to check."
+        )
     return Result(tuple(applied))
 
 

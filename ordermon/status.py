@@ -132,6 +132,8 @@ def gather(
         "oldest_waiting_age_s": round((now - oldest).total_seconds(), 1) if oldest else None,
         "last_success_at": _shown(success_at, tz),
         "runs": [_run(r, tz, now, cfg) for r in conn.execute(_RUNS, {"limit": runs})],
+        # A missing grant otherwise shows only when the first refund (or write) is refused.
+        "lacking_grants": db.lacking_grants(conn),
     }
     figures["attention"] = [
         *(u.problem(names) for u in unwatched.values()),
@@ -145,7 +147,10 @@ def attention(
     figures: dict[str, Any], success_at: dt.datetime | None, now: dt.datetime
 ) -> list[str]:
     """Why a person should look now (exit code 3), or nothing."""
-    reasons = []
+    reasons = [
+        f"ordermon's role lacks a grant it needs: {line}"
+        for line in figures.get("lacking_grants", [])
+    ]
     for row in figures["providers"]:
         if row["expired"]:
             reasons.append(f"{row['expired']} expired order(s) of {row['name']} wait for a person")

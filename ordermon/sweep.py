@@ -2,6 +2,7 @@
 claim / ask / record loop to `sweeper`. An idle run (the common case, every minute) stops
 after one count and never imports the provider, HTTP or recording code."""
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
@@ -10,6 +11,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
+
+import psycopg
 
 from ordermon import (
     config,
@@ -131,19 +134,26 @@ def run(
     provider_rules = rules(chosen)
     run_id = runs.start_run(conn, "sweep", socket.gethostname(), os.getpid(), clock())
     counts = dict.fromkeys(runs.RUN_COUNTS, 0)
-    with conn.transaction():
-        enrolment.enrol_lock(conn)
-        counts["enrolled"] = enrolment.enrol(conn, provider_rules)
-    counts["expired"] += enrolment.expire_exhausted(conn, provider_rules, clock())
-    report = Report(run_id, counts, None, 0.0)
-    names = {p.id: p.name for p in cfg.providers}
-    report.problems.extend(enrolment.unwatched_problems(conn, rules(cfg.providers), names))
-    if chosen and store.count_due(conn, [p.id for p in chosen], clock()):
-        from ordermon import sweeper
+    try:
+        with conn.transaction():
+            enrolment.enrol_lock(conn)
+            counts["enrolled"] = enrolment.enrol(conn, provider_rules)
+        counts["expired"] += enrolment.expire_exhausted(conn, provider_rules, clock())
+        report = Report(run_id, counts, None, 0.0)
+        names = {p.id: p.name for p in cfg.providers}
+        report.problems.extend(enrolment.unwatched_problems(conn, rules(cfg.providers), names))
+        if chosen and store.count_due(conn, [p.id for p in chosen], clock()):
+            from ordermon import sweeper
 
-        work = sweeper.Sweeper(conn, cfg, options, run_id, report, clock, started, on_result)
-        work.stop, work.progress = stop, progress
-        sweeper.run(work, chosen, provider_rules)
+            work = sweeper.Sweeper(conn, cfg, options, run_id, report, clock, started, on_result)
+            work.stop, work.progress = stop, progress
+            sweeper.run(work, chosen, provider_rules)
+    except (errors.OrdermonError, psycopg.Error):
+        # The run failed (a refused grant, the database gone): say so in its row when the
+        # database still listens, so `status` shows a failed run, not one "running" forever.
+        with contextlib.suppress(psycopg.Error):
+            runs.finish_run(conn, run_id, counts, None, 1, clock())
+        raise
     runs.finish_run(conn, run_id, counts, report.stopped_by, 0, clock())
     report.seconds = time.monotonic() - started
     return report

@@ -155,6 +155,7 @@ def limited_role(server_dsn: str, shop_url: str) -> Iterator[str]:
     with psycopg.connect(shop_url, autocommit=True) as owner:
         owner.execute(f'GRANT CREATE, USAGE ON SCHEMA public TO "{role}"')
         owner.execute(f'GRANT SELECT, UPDATE ON product_orders, users TO "{role}"')
+        owner.execute(f'GRANT INSERT ON wallet_transactions TO "{role}"')
     yield role
     with psycopg.connect(shop_url, autocommit=True) as owner:
         owner.execute(f'DROP OWNED BY "{role}" CASCADE')

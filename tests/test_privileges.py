@@ -175,3 +175,34 @@ def test_a_role_without_create_on_the_schema_is_told_to_grant_it(
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert f"GRANT USAGE, CREATE ON SCHEMA public TO {shop['other']};" in refused.stderr
     assert "GRANT SELECT" not in refused.stderr and "GRANT INSERT" not in refused.stderr
+
+
+def test_a_grant_missing_after_migrate_is_said_before_the_first_refund(
+    shop: dict[str, str], sim: simulator.Simulator, tmp_path: Path
+) -> None:
+    """A role lacking one of the README's grants is told by migrate (exit 1, the GRANT) and by
+    status (exit 3), not first by a sweep; and a sweep that meets the refusal leaves its run
+    row failed (exit code 1), not running forever."""
+    [public, *_] = _readme_blocks()
+    _grant(shop, public, shop["role"])
+    config_path = _config(tmp_path, shop["role_url"], sim.url)
+    _migrate_with_the_owners_help(shop, config_path)
+    with psycopg.connect(shop["owner_url"], autocommit=True) as owner:
+        owner.execute(f'REVOKE INSERT ON wallet_transactions FROM "{shop["role"]}"'.encode())
+    grant = f"GRANT INSERT ON wallet_transactions TO {shop['role']};"
+    migrated = run_cli("migrate", "--config", config_path)
+    assert migrated.returncode == 1 and grant in migrated.stderr, migrated.stderr
+    status = run_cli("status", "--json", "--config", config_path)
+    assert status.returncode == 3, status.stderr
+    assert any(grant in reason for reason in json.loads(status.stdout)["attention"])
+    with db.connect(shop["owner_url"], autocommit=True) as owner:
+        add_order(owner, add_user(owner), "refused-ref")
+    sim.script("refused-ref", "failed")
+    swept = run_cli("sweep", "--config", config_path)
+    assert swept.returncode == 1 and grant in swept.stderr and "Traceback" not in swept.stderr
+    with db.connect(shop["role_url"], autocommit=True) as ordermon_role:
+        run = ordermon_role.execute(
+            "SELECT finished_at, exit_code FROM ordermon_runs WHERE command = 'sweep' "
+            "ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert run is not None and run["finished_at"] is not None and run["exit_code"] == 1
