@@ -6,6 +6,7 @@ lost, no admin decision is overridden, and the figures are printed (`pytest -s`)
 ``ORDERMON_CHAOS_SEED`` picks the run (the choices are seeded; the timing is the machine's)."""
 
 import decimal
+import json
 import re
 import time
 import uuid
@@ -120,7 +121,9 @@ def _config(path: Path, db_url: str, url: str) -> Path:
         sweep={"batch_size": 50, "concurrency": 8, "lease": f"{LEASE:g}s"},
         on_failed="refund",
     )
-    path.write_text(yaml.safe_dump(document))
+    # A JSON round trip unshares the providers' common keys: YAML would write them as
+    # aliases, which ordermon's config refuses.
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(document))))
     return path
 
 
