@@ -42,6 +42,9 @@ def pin_meanings(value: Any, kind: str) -> set[Meaning]:
         return {_completed(str(value)), ERROR}  # numbers: the documents are silent
     if not isinstance(value, str):
         return {ERROR}  # a PIN of the wrong JSON type is never an approval without it
+    padded = value.strip(" \t\r\n")  # providers.md: whitespace around a real PIN is trimmed
+    if bad_chars(value) and padded and not bad_chars(padded) and BAD_UTF8 not in padded:
+        return {ERROR} if len(padded) > 120 else {ERROR, _completed(padded)}
     if bad_chars(value) or BAD_UTF8 in value:
         return {ERROR}
     core = value.strip(" ")
