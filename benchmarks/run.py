@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import cpu  # noqa: E402
-from ordermon import db, migrate, simulator  # noqa: E402
+from ordermon import db, migrate  # noqa: E402
+from ordermon.dev import simulator  # noqa: E402
 
 PROVIDER = "bench-provider"
 Row = dict[str, Any]
@@ -283,7 +284,7 @@ def _server(dsn: str | None) -> Iterator[str]:
     if dsn:
         yield dsn
         return
-    from ordermon import embedded
+    from ordermon.dev import embedded
 
     with tempfile.TemporaryDirectory(prefix="ordermon-bench-") as tmp:
         yield embedded.start(Path(tmp) / "pg", delete_on_exit=True)
@@ -502,7 +503,7 @@ def _enrol_and_claim(url: str, runs: int = 15) -> float:
     import datetime as dt
     import uuid
 
-    from ordermon import enrolment, store
+    from ordermon.sweep import enrolment, store
 
     rules = [
         store.ProviderRules(

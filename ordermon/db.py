@@ -46,7 +46,7 @@ def resolve_url(url: str) -> str:
     """Turn ``embedded`` into the URI of the private PostgreSQL, starting it if needed."""
     if url.strip() != EMBEDDED:
         return url
-    from ordermon import embedded  # only this mode pays for importing it
+    from ordermon.dev import embedded  # only this mode pays for importing it
 
     return embedded.start(embedded.default_data_dir())
 

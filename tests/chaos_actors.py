@@ -21,7 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ordermon import db, simulator, simulator_replies
+from ordermon import db
+from ordermon.dev import simulator, simulator_replies
 
 SEED = int(os.environ.get("ORDERMON_CHAOS_SEED", "10"))
 ADMIN_PIN = "SET-BY-ADMIN"

@@ -19,7 +19,8 @@ import pytest
 import yaml
 from hypothesis import settings
 
-from ordermon import config, db, migrate, simulator
+from ordermon import config, db, migrate
+from ordermon.dev import simulator
 
 PROVIDER_ID = "3b6d4c1e-0000-4000-8000-000000000001"
 KOD, SIFRE = "4711", "s3cr3t-sifre-value"
@@ -42,7 +43,7 @@ def server_dsn() -> Iterator[str]:
     if dsn:
         yield dsn
         return
-    from ordermon import embedded
+    from ordermon.dev import embedded
 
     with tempfile.TemporaryDirectory(prefix="ordermon-test-pg-") as tmp:
         yield embedded.start(Path(tmp) / "pg", delete_on_exit=True)

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ordermon import db, simulator
+from ordermon import db
+from ordermon.dev import simulator
 from tests import chaos_support
 from tests.chaos_actors import ADMIN_PIN, OUTAGES, SEED, Chaos, Figures, Order
 from tests.conftest import KOD, SIFRE, TOKEN, config_document, run_cli

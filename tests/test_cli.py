@@ -8,7 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from ordermon import db, enrolment, simulator, store, sweep
+from ordermon import db, sweep
+from ordermon.dev import simulator
+from ordermon.sweep import enrolment, store
 from tests.conftest import (
     SIFRE,
     add_order,
@@ -191,7 +193,7 @@ def test_help_runs_without_config() -> None:
 
 def test_embedded_database_url(tmp_path: Path) -> None:
     """`database.url: embedded` starts a private PostgreSQL under the user's data directory."""
-    from ordermon import embedded
+    from ordermon.dev import embedded
 
     config_path = write_config(tmp_path / "c.yaml", "embedded", "http://127.0.0.1:9")
     env = {"XDG_DATA_HOME": str(tmp_path / "data")}

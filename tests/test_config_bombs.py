@@ -8,7 +8,11 @@ from typing import Any
 import pytest
 import yaml
 
-from ordermon import config, errors, notify_config, provider_config, schedule, validate
+from ordermon import config, errors
+from ordermon.config import notify as notify_config
+from ordermon.config import providers as provider_config
+from ordermon.config import validate
+from ordermon.sweep import schedule
 from tests.conftest import config_document, provider_doc, run_cli
 
 # The aliases share nodes, so only echoing the value (its repr) expands it: 9**9 strings.

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from ordermon import db, enrolment, store
+from ordermon import db
+from ordermon.sweep import enrolment, store
 from tests.conftest import PROVIDER_ID, add_order, add_user, enrolment_of
 
 OTHER_ID = "9f0c1d2e-0000-4000-8000-0000000000bb"

@@ -18,18 +18,10 @@ from typing import Any, ClassVar
 import psycopg
 import pytest
 
-from ordermon import (
-    config,
-    db,
-    enrolment,
-    outcome,
-    providers,
-    runner,
-    simulator,
-    store,
-    sweep,
-    webhooks,
-)
+from ordermon import config, db, providers, sweep
+from ordermon.dev import simulator
+from ordermon.events import webhooks
+from ordermon.sweep import enrolment, outcome, runner, store
 from tests.conftest import (
     FakeClock,
     add_order,
@@ -116,7 +108,7 @@ def test_every_committed_transition_is_delivered_in_order(
     cfg = config.parse(document, {})
     _settle(cfg, clock, rounds=8)
     sim.script("x", "completed:LATE")
-    from ordermon import requeue
+    from ordermon.ops import requeue
 
     requeue.run(
         conn,

@@ -9,8 +9,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from ordermon import config, db, enrolment, lanes, outcome, shop, simulator, store, sweep
+from ordermon import config, db, sweep
+from ordermon.dev import simulator
 from ordermon.providers import base
+from ordermon.sweep import enrolment, lanes, outcome, shop, store
 from tests.conftest import (
     KOD,
     SIFRE,

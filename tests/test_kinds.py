@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from ordermon import config, db, simulator, sweep
+from ordermon import config, db, sweep
+from ordermon.dev import simulator
 from tests.conftest import (
     TOKEN,
     FakeClock,

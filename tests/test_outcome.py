@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from ordermon import config, db, simulator, sweep
+from ordermon import config, db, sweep
+from ordermon.dev import simulator
 from tests.conftest import (
     FakeClock,
     add_order,

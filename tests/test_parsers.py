@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ordermon import provider_config
+from ordermon.config import providers as provider_config
 from ordermon.providers import barakat, base, generic, internal
 
 REFS = ["1001", "1002", "1003"]

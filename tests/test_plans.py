@@ -4,7 +4,8 @@ product_orders and ordermon's history grow (the timing itself is measured in ben
 import datetime as dt
 import uuid
 
-from ordermon import db, enrolment, store
+from ordermon import db
+from ordermon.sweep import enrolment, store
 from tests.conftest import PROVIDER_ID
 
 RULES = [

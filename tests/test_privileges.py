@@ -13,7 +13,8 @@ import psycopg
 import psycopg.conninfo
 import pytest
 
-from ordermon import db, simulator
+from ordermon import db
+from ordermon.dev import simulator
 from tests.conftest import add_order, add_user, config_document, run_cli
 
 README = Path(__file__).parent.parent / "README.md"

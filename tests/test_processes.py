@@ -10,7 +10,8 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from ordermon import db, simulator
+from ordermon import db
+from ordermon.dev import simulator
 from tests.conftest import add_user, run_cli, write_config
 
 # Orders left processing are asked again 300 ms later.

@@ -13,7 +13,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ordermon import config, db, provider_config, providers, simulator, sweep
+from ordermon import config, db, providers, sweep
+from ordermon.config import providers as provider_config
+from ordermon.dev import simulator
 from ordermon.providers import barakat, base, generic, http, internal, text, znet
 from tests.conftest import (
     KOD,

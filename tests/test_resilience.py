@@ -11,7 +11,9 @@ from typing import Any
 
 import yaml
 
-from ordermon import db, provider_config, providers, simulator, sweep
+from ordermon import db, providers, sweep
+from ordermon.config import providers as provider_config
+from ordermon.dev import simulator
 from tests.conftest import (
     TOKEN,
     FakeClock,

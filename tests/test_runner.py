@@ -16,7 +16,9 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ordermon import config, db, migrate, runner, simulator, sweep
+from ordermon import config, db, migrate, sweep
+from ordermon.dev import simulator
+from ordermon.sweep import runner
 from tests.conftest import add_order, add_user, config_document, run_cli, write_config
 
 
@@ -190,7 +192,7 @@ def _restart(pgdata: Path, down_for: float) -> None:
 def test_loop_mode_survives_a_restart_and_stops_on_sigterm(tmp_path: Path) -> None:
     """Loop mode goes on sweeping after PostgreSQL restarts, and on SIGTERM finishes its calls
     in flight, records them and exits within seconds."""
-    from ordermon import embedded
+    from ordermon.dev import embedded
 
     pgdata = tmp_path / "pg"
     url = embedded.start(pgdata, delete_on_exit=True)

@@ -5,7 +5,7 @@ import datetime as dt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ordermon import schedule
+from ordermon.sweep import schedule
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

@@ -16,20 +16,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ordermon import (
-    check,
-    config,
-    db,
-    enrolment,
-    errors,
-    outbox,
-    pings,
-    simulator,
-    status,
-    store,
-    sweep,
-    webhooks,
-)
+from ordermon import config, db, errors, sweep
+from ordermon.dev import simulator
+from ordermon.events import outbox, webhooks
+from ordermon.ops import check, pings, status
+from ordermon.sweep import enrolment, store
 from tests.conftest import (
     PROVIDER_ID,
     FakeClock,

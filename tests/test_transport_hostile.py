@@ -14,7 +14,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ordermon import config, db, provider_config, providers
+from ordermon import config, db, providers
+from ordermon.config import providers as provider_config
 from ordermon.providers import base
 from tests import hostile
 from tests.conftest import (

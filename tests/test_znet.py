@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ordermon import simulator
+from ordermon.dev import simulator
 from ordermon.providers import base, znet
 from tests.conftest import KOD, SIFRE, make_config
 

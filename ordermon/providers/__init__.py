@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from ordermon import provider_config
+from ordermon.config import providers as provider_config
 
 if TYPE_CHECKING:  # reference_rule() is asked by every run; an adapter only when work is due
     from ordermon.providers import base

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from ordermon import provider_config
+from ordermon.config import providers as provider_config
 from ordermon.providers import redaction, text
 
 EXCERPT_BYTES = redaction.EXCERPT_BYTES

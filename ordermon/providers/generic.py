@@ -6,7 +6,7 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
-from ordermon import provider_config
+from ordermon.config import providers as provider_config
 from ordermon.providers import barakat, base, http, replies
 
 

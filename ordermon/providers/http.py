@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from ordermon import provider_config
+from ordermon.config import providers as provider_config
 from ordermon.providers import base, text, transport
 
 log = logging.getLogger("ordermon.providers")

@@ -14,7 +14,11 @@ from typing import Any
 
 import yaml
 
-from ordermon import errors, notify_config, provider_config, schedule, validate
+from ordermon import errors
+from ordermon.config import notify as notify_config
+from ordermon.config import providers as provider_config
+from ordermon.config import validate
+from ordermon.sweep import schedule
 
 SEARCH_PATH = (Path("ordermon.yaml"), Path("/etc/ordermon/config.yaml"))
 ON_FAILED_POLICIES = ("refund", "reject", "hold")

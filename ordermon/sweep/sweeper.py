@@ -17,9 +17,22 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from ordermon import config, db, health, lanes, outcome, provider_config, store, unrecorded, verdict
+from ordermon import config, db
+from ordermon.config import providers as provider_config
 from ordermon.providers import base
-from ordermon.sweep import Clock, OnResult, Options, Progress, Report
+from ordermon.sweep import (
+    Clock,
+    OnResult,
+    Options,
+    Progress,
+    Report,
+    health,
+    lanes,
+    outcome,
+    store,
+    unrecorded,
+    verdict,
+)
 
 log = logging.getLogger("ordermon.sweeper")
 _RECORD_BATCH = 200  # answers per transaction: one commit for many orders

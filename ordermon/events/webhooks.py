@@ -15,7 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ordermon import config, db, notify_config, outbox, schedule
+from ordermon import config, db
+from ordermon.config import notify as notify_config
+from ordermon.events import outbox
+from ordermon.sweep import schedule
 
 Clock = Callable[[], dt.datetime]
 

@@ -5,7 +5,8 @@ import datetime as dt
 import re
 from typing import Any
 
-from ordermon import errors, validate
+from ordermon import errors
+from ordermon.config import validate
 
 EVENT_TYPES = ("order.completed", "order.failed", "order.expired", "order.superseded")
 

@@ -28,7 +28,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from ordermon import simulator_replies as replies
+from ordermon.dev import simulator_replies as replies
 
 ZNET_PATH = "/servis/pin_kontrol.php"
 CHECK_PATH = "/client/api/check"

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ordermon import runs
+from ordermon.sweep import runs
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -14,8 +14,10 @@ import threading
 import time
 from collections.abc import Sequence
 
-from ordermon import config, pacing, provider_config, providers, store
+from ordermon import config, providers
+from ordermon.config import providers as provider_config
 from ordermon.providers import base
+from ordermon.sweep import pacing, store
 
 log = logging.getLogger("ordermon.lanes")
 Result = dict[str, base.Check]

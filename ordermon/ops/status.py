@@ -6,7 +6,9 @@ import datetime as dt
 import zoneinfo
 from typing import Any
 
-from ordermon import config, db, enrolment, health, outbox, sweep
+from ordermon import config, db, sweep
+from ordermon.events import outbox
+from ordermon.sweep import enrolment, health
 
 NO_SUCCESS_ALARM = dt.timedelta(minutes=5)
 

@@ -7,7 +7,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from ordermon import config, db, errors, pings, runs, sweep
+from ordermon import config, db, errors, sweep
+from ordermon.ops import pings
+from ordermon.sweep import runs
 
 log = logging.getLogger("ordermon.runner")
 Emit = Callable[[sweep.Report], None]
@@ -34,7 +36,7 @@ def once(
             )
             # Events after the provider work, within their own time budget.
             if cfg.notify.webhooks:
-                from ordermon import webhooks
+                from ordermon.events import webhooks
 
                 report.delivery = webhooks.deliver(conn, cfg, clock).as_dict()
             report.pruned = runs.prune(conn, clock() - cfg.history_keep)
@@ -77,7 +79,7 @@ def loop(
 def _write_metrics(
     conn: db.Connection, cfg: config.Config, report: sweep.Report, now: dt.datetime
 ) -> None:
-    from ordermon import metrics, status
+    from ordermon.ops import metrics, status
 
     assert cfg.metrics_textfile is not None
     figures = status.gather(conn, cfg, now, runs=0)

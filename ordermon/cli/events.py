@@ -4,8 +4,8 @@ from typing import Annotated
 
 import typer
 
-from ordermon import cli_support as support
 from ordermon import errors
+from ordermon.cli import support
 
 app = typer.Typer()
 
@@ -13,7 +13,9 @@ app = typer.Typer()
 @app.command()
 def deliver(config_path: support.ConfigOption = None, as_json: support.JsonOption = False) -> None:
     """Deliver due order events to the configured webhooks (a sweep does this too)."""
-    from ordermon import render, sweep, webhooks
+    from ordermon import sweep
+    from ordermon.cli import render
+    from ordermon.events import webhooks
 
     report = support.with_database(
         config_path, lambda cfg, conn: webhooks.deliver(conn, cfg, sweep.utc_now)
@@ -36,7 +38,8 @@ def events_list(
     as_json: support.JsonOption = False,
 ) -> None:
     """The latest events, with their delivery to each webhook."""
-    from ordermon import outbox, render
+    from ordermon.cli import render
+    from ordermon.events import outbox
 
     rows = support.with_database(
         config_path, lambda cfg, conn: outbox.events(conn, dead_only=dead, limit=limit)
@@ -56,7 +59,8 @@ def events_redeliver(
     """Deliver events again: the given ones, or every dead one."""
     import uuid
 
-    from ordermon import outbox, sweep
+    from ordermon import sweep
+    from ordermon.events import outbox
 
     with support.expected_failures():
         if bool(event_ids) == dead:

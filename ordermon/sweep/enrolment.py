@@ -11,7 +11,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ordermon import db, store
+from ordermon import db
+from ordermon.sweep import store
 
 
 def enrol_lock(conn: db.Connection) -> None:

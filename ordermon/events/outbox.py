@@ -7,7 +7,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from ordermon import db, notify_config
+from ordermon import db
+from ordermon.config import notify as notify_config
 
 
 @dataclasses.dataclass

@@ -13,15 +13,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ordermon import cli_events, cli_operator, errors
-from ordermon import cli_support as support
+from ordermon import errors
+from ordermon.cli import events as cli_events
+from ordermon.cli import operator as cli_operator
+from ordermon.cli import support
 
 if TYPE_CHECKING:
     import threading
 
-    from ordermon import config, store
+    from ordermon import config
     from ordermon import sweep as sweeps
     from ordermon.providers import base
+    from ordermon.sweep import store
 
 MAX_ARGUMENT = 4096  # PATH_MAX
 
@@ -107,8 +110,9 @@ def sweep(
     """Enrol new dispatches, check the orders that are due, record what providers say."""
     import functools
 
-    from ordermon import config, runner
+    from ordermon import config
     from ordermon import sweep as sweeps
+    from ordermon.sweep import runner
 
     if log_format not in ("text", "json"):
         support.fail(errors.UsageError(f"--log-format: expected text or json, got {log_format!r}"))
@@ -129,7 +133,7 @@ def sweep(
             runner.loop(cfg, options, interval, stop, emit, on_result=on_result)
             return
         show_progress = sys.stdout.isatty() and not (quiet or as_json or verbose)
-        from ordermon import render
+        from ordermon.cli import render
 
         with render.progress(enabled=show_progress) as progress:
             report = runner.once(cfg, options, stop=stop, on_result=on_result, progress=progress)
@@ -155,7 +159,7 @@ def _stop_on_signals() -> "threading.Event":
 
 
 def _result_printer(cfg: "config.Config") -> "sweeps.OnResult":
-    from ordermon import render
+    from ordermon.cli import render
 
     def on_result(claim: "store.Claim", check: "base.Check", applied: str) -> None:
         provider = cfg.provider_by_id(claim.provider_id)
@@ -178,7 +182,7 @@ def _emit(
     """What a finished sweep prints: nothing on success without a terminal, unless asked."""
     import json
 
-    from ordermon import render
+    from ordermon.cli import render
 
     data = report.as_dict()
     if log_format == "json":
@@ -206,8 +210,8 @@ def check(
     as_json: support.JsonOption = False,
 ) -> None:
     """Ask the provider about one order now, whatever its schedule, and record the answer."""
-    from ordermon import check as checks
-    from ordermon import render
+    from ordermon.cli import render
+    from ordermon.ops import check as checks
 
     with support.expected_failures():
         order_id = support.order_id(order_id)
@@ -225,7 +229,7 @@ def demo(
     orders: Annotated[int, typer.Option("--orders", min=1, max=500, help="How many orders.")] = 36,
 ) -> None:
     """The whole loop on a private PostgreSQL and a simulated provider; needs no setup."""
-    from ordermon import demo as demos
+    from ordermon.dev import demo as demos
 
     with support.expected_failures():
         demos.run(orders)

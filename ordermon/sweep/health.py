@@ -10,7 +10,8 @@ failure. No pause or hold lasts longer than pause.max_cooldown: then a fresh req
 import dataclasses
 import datetime as dt
 
-from ordermon import db, provider_config
+from ordermon import db
+from ordermon.config import providers as provider_config
 
 
 @dataclasses.dataclass(frozen=True)

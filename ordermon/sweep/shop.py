@@ -10,7 +10,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from ordermon import db, store
+from ordermon import db
+from ordermon.sweep import store
 
 
 @dataclasses.dataclass(frozen=True)

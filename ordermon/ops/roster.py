@@ -5,8 +5,9 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from ordermon import config, db, health, providers
+from ordermon import config, db, providers
 from ordermon.providers import base
+from ordermon.sweep import health
 
 
 @dataclasses.dataclass(frozen=True)

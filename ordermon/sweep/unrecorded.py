@@ -10,8 +10,9 @@ import re
 import psycopg
 import psycopg.errors
 
-from ordermon import db, store
+from ordermon import db
 from ordermon.providers import base
+from ordermon.sweep import store
 
 log = logging.getLogger("ordermon.outcome")
 _INT4_MAX = 2**31 - 1

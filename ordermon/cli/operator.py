@@ -4,12 +4,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ordermon import cli_support as support
 from ordermon import errors
+from ordermon.cli import support
 
 if TYPE_CHECKING:
     from ordermon import config, db
-    from ordermon import requeue as requeues
+    from ordermon.ops import requeue as requeues
 
 app = typer.Typer()
 
@@ -21,8 +21,9 @@ def status(
     as_json: support.JsonOption = False,
 ) -> None:
     """The picture at a glance. Exits 3 when something needs a person."""
-    from ordermon import render, sweep
-    from ordermon import status as statuses
+    from ordermon import sweep
+    from ordermon.cli import render
+    from ordermon.ops import status as statuses
 
     figures = support.with_database(
         config_path, lambda cfg, conn: statuses.gather(conn, cfg, sweep.utc_now(), runs=runs)
@@ -42,7 +43,9 @@ def show(
     as_json: support.JsonOption = False,
 ) -> None:
     """One order: the columns that matter, its schedule, and every attempt."""
-    from ordermon import render, sweep, timeline
+    from ordermon import sweep
+    from ordermon.cli import render
+    from ordermon.ops import timeline
 
     with support.expected_failures():
         order_id = support.order_id(order_id)
@@ -69,8 +72,9 @@ def requeue(
     as_json: support.JsonOption = False,
 ) -> None:
     """Give expired or held orders a fresh schedule (attempts from zero, new deadline)."""
-    from ordermon import render, sweep
-    from ordermon import requeue as requeues
+    from ordermon import sweep
+    from ordermon.cli import render
+    from ordermon.ops import requeue as requeues
 
     with support.expected_failures():
         if not order_ids and not expired:
@@ -114,7 +118,9 @@ def providers_(
     as_json: support.JsonOption = False,
 ) -> None:
     """List the configured providers: kind, address, limits, pause state, recent errors."""
-    from ordermon import render, roster, sweep
+    from ordermon import sweep
+    from ordermon.cli import render
+    from ordermon.ops import roster
 
     with support.expected_failures():
         cfg = support.load_config(config_path)

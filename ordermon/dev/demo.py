@@ -13,7 +13,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ordermon import config, db, embedded, migrate, simulator, status, sweep
+from ordermon import config, db, migrate, sweep
+from ordermon.dev import embedded, simulator
+from ordermon.ops import status
 
 # (provider, what happens, script): the providers' answers about each order, in turn.
 FATES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -64,7 +66,7 @@ def run(order_count: int) -> None:
         )
         _watch(console, conn, cfg, orders)
         console.print()
-        from ordermon import render
+        from ordermon.cli import render
 
         render.status_view(status.gather(conn, cfg, sweep.utc_now(), runs=3))
 

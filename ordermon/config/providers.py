@@ -6,7 +6,9 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from ordermon import errors, schedule, validate
+from ordermon import errors
+from ordermon.config import validate
+from ordermon.sweep import schedule
 
 KINDS = ("znet", "barakat", "apstore", "internal", "json")
 OUTCOME_WORDS = ("completed", "failed", "processing")

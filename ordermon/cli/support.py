@@ -45,7 +45,7 @@ def fail(exc: errors.OrdermonError) -> NoReturn:
 def warn(message: str) -> None:
     """A message on stderr (cron mails it), escaped and bounded: every message goes here. The
     line breaks of ordermon's own multi-line messages stay; everything else is escaped."""
-    from ordermon import render
+    from ordermon.cli import render
 
     lines = message[:MAX_MESSAGE].split("\n")
     text = "\n".join(render.shown(line) for line in lines)
@@ -58,7 +58,7 @@ def order_id(value: str) -> str:
     is touched, and echoed cut and escaped when it is not one."""
     import uuid
 
-    from ordermon import validate
+    from ordermon.config import validate
 
     try:
         uuid.UUID(value)
@@ -71,7 +71,7 @@ def order_id(value: str) -> str:
 
 def known_providers(cfg: "config.Config", names: "Sequence[str]") -> None:
     """Every ``--provider`` NAME is configured; a name that is not is echoed cut."""
-    from ordermon import validate
+    from ordermon.config import validate
 
     for name in names:
         if cfg.provider_by_name(name) is None:
@@ -113,7 +113,7 @@ class TextLogFormatter(logging.Formatter):
     words can neither steer the terminal nor forge another log line."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        from ordermon import render
+        from ordermon.cli import render
 
         return render.shown(super().formatMessage(record))
 

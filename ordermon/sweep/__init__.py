@@ -14,18 +14,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import psycopg
 
-from ordermon import (
-    config,
-    db,
-    enrolment,
-    errors,
-    migrate,
-    outbox,
-    provider_config,
-    providers,
-    runs,
-    store,
-)
+from ordermon import config, db, errors, migrate, providers
+from ordermon.config import providers as provider_config
+from ordermon.events import outbox
+from ordermon.sweep import enrolment, runs, store
 
 if TYPE_CHECKING:
     from ordermon.providers import base
@@ -143,7 +135,7 @@ def run(
         names = {p.id: p.name for p in cfg.providers}
         report.problems.extend(enrolment.unwatched_problems(conn, rules(cfg.providers), names))
         if chosen and store.count_due(conn, [p.id for p in chosen], clock()):
-            from ordermon import sweeper
+            from ordermon.sweep import sweeper
 
             work = sweeper.Sweeper(conn, cfg, options, run_id, report, clock, started, on_result)
             work.stop, work.progress = stop, progress

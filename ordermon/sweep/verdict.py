@@ -6,8 +6,9 @@ import dataclasses
 import datetime as dt
 import logging
 
-from ordermon import db, health, lanes, schedule, unrecorded
+from ordermon import db
 from ordermon.providers import base
+from ordermon.sweep import health, lanes, schedule, unrecorded
 
 log = logging.getLogger("ordermon.sweeper")
 

@@ -18,8 +18,9 @@ from decimal import Decimal
 
 import psycopg.errors
 
-from ordermon import db, schedule, shop, store, unrecorded
+from ordermon import db
 from ordermon.providers import base
+from ordermon.sweep import schedule, shop, store, unrecorded
 
 # What recording can end in; the sweep counts these.
 COMPLETED, REFUNDED, REJECTED, HELD = "completed", "refunded", "rejected", "held"

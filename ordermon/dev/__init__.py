@@ -1,0 +1,1 @@
+"""Development aids: the provider simulator, the embedded PostgreSQL, the demo."""

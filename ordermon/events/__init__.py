@@ -1,0 +1,1 @@
+"""Order events: the outbox the trigger writes, and its delivery to webhooks."""
