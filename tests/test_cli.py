@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from ordermon import db, sweep
+from ordermon import db
 from ordermon.dev import simulator
-from ordermon.sweep import enrolment, store
+from ordermon.sweep import enrolment, store, sweep
 from tests.conftest import (
     SIFRE,
     add_order,

@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 import psycopg
 import pytest
 
-from ordermon import config, db, providers, sweep
+from ordermon import config, db, providers
 from ordermon.dev import simulator
 from ordermon.events import webhooks
-from ordermon.sweep import enrolment, outcome, runner, store
+from ordermon.sweep import enrolment, outcome, runner, store, sweep
 from tests.conftest import (
     FakeClock,
     add_order,

@@ -9,10 +9,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from ordermon import config, db, sweep
+from ordermon import config, db
 from ordermon.dev import simulator
 from ordermon.providers import base
-from ordermon.sweep import enrolment, lanes, outcome, shop, store
+from ordermon.sweep import enrolment, lanes, outcome, shop, store, sweep
 from tests.conftest import (
     KOD,
     SIFRE,

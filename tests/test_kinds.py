@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from ordermon import config, db, sweep
+from ordermon import config, db
 from ordermon.dev import simulator
+from ordermon.sweep import sweep
 from tests.conftest import (
     TOKEN,
     FakeClock,

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from ordermon import config, db, sweep
+from ordermon import config, db
+from ordermon.sweep import sweep
 from tests import chaos_support
 from tests.conftest import KOD, SIFRE, TOKEN, FakeClock, config_document
 from tests.hostile_provider import (

@@ -13,10 +13,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ordermon import config, db, providers, sweep
+from ordermon import config, db, providers
 from ordermon.config import providers as provider_config
 from ordermon.dev import simulator
 from ordermon.providers import barakat, base, generic, http, internal, text, znet
+from ordermon.sweep import sweep
 from tests.conftest import (
     KOD,
     SIFRE,

@@ -11,9 +11,10 @@ from typing import Any
 
 import yaml
 
-from ordermon import db, providers, sweep
+from ordermon import db, providers
 from ordermon.config import providers as provider_config
 from ordermon.dev import simulator
+from ordermon.sweep import sweep
 from tests.conftest import (
     TOKEN,
     FakeClock,

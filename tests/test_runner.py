@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ordermon import config, db, migrate, sweep
+from ordermon import config, db, migrate
 from ordermon.dev import simulator
-from ordermon.sweep import runner
+from ordermon.sweep import runner, sweep
 from tests.conftest import add_order, add_user, config_document, run_cli, write_config
 
 

@@ -16,11 +16,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ordermon import config, db, errors, sweep
+from ordermon import config, db, errors
 from ordermon.dev import simulator
 from ordermon.events import outbox, webhooks
 from ordermon.ops import check, pings, status
-from ordermon.sweep import enrolment, store
+from ordermon.sweep import enrolment, store, sweep
 from tests.conftest import (
     PROVIDER_ID,
     FakeClock,

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from ordermon import cli, db, sweep
+from ordermon import cli, db
 from ordermon.cli import render
 from ordermon.cli import support as cli_support
 from ordermon.dev import simulator
+from ordermon.sweep import sweep
 from tests.conftest import PROVIDER_ID, add_order, add_user, make_config, run_cli, write_config
 
 # Markup Rich would interpret, an emoji code, an OSC title change ended by BEL, a screen clear.

@@ -4,9 +4,9 @@ import dataclasses
 import datetime as dt
 import uuid
 
-from ordermon import config, db, providers, sweep
+from ordermon import config, db, providers
 from ordermon.dev import simulator
-from ordermon.sweep import enrolment, outcome, store
+from ordermon.sweep import enrolment, outcome, store, sweep
 from tests.conftest import FakeClock, add_order, add_user, enrolment_of, make_config, order_row
 
 

@@ -12,9 +12,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ordermon import db, sweep
+from ordermon import db
 from ordermon.dev import simulator
-from ordermon.sweep import lanes
+from ordermon.sweep import lanes, sweep
 from tests.conftest import (
     add_order,
     add_user,

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     import threading
 
     from ordermon import config
-    from ordermon import sweep as sweeps
     from ordermon.providers import base
     from ordermon.sweep import store
+    from ordermon.sweep import sweep as sweeps
 
 MAX_ARGUMENT = 4096  # PATH_MAX
 
@@ -111,8 +111,8 @@ def sweep(
     import functools
 
     from ordermon import config
-    from ordermon import sweep as sweeps
     from ordermon.sweep import runner
+    from ordermon.sweep import sweep as sweeps
 
     if log_format not in ("text", "json"):
         support.fail(errors.UsageError(f"--log-format: expected text or json, got {log_format!r}"))

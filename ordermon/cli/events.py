@@ -13,9 +13,9 @@ app = typer.Typer()
 @app.command()
 def deliver(config_path: support.ConfigOption = None, as_json: support.JsonOption = False) -> None:
     """Deliver due order events to the configured webhooks (a sweep does this too)."""
-    from ordermon import sweep
     from ordermon.cli import render
     from ordermon.events import webhooks
+    from ordermon.sweep import sweep
 
     report = support.with_database(
         config_path, lambda cfg, conn: webhooks.deliver(conn, cfg, sweep.utc_now)
@@ -59,8 +59,8 @@ def events_redeliver(
     """Deliver events again: the given ones, or every dead one."""
     import uuid
 
-    from ordermon import sweep
     from ordermon.events import outbox
+    from ordermon.sweep import sweep
 
     with support.expected_failures():
         if bool(event_ids) == dead:

@@ -21,9 +21,9 @@ def status(
     as_json: support.JsonOption = False,
 ) -> None:
     """The picture at a glance. Exits 3 when something needs a person."""
-    from ordermon import sweep
     from ordermon.cli import render
     from ordermon.ops import status as statuses
+    from ordermon.sweep import sweep
 
     figures = support.with_database(
         config_path, lambda cfg, conn: statuses.gather(conn, cfg, sweep.utc_now(), runs=runs)
@@ -43,9 +43,9 @@ def show(
     as_json: support.JsonOption = False,
 ) -> None:
     """One order: the columns that matter, its schedule, and every attempt."""
-    from ordermon import sweep
     from ordermon.cli import render
     from ordermon.ops import timeline
+    from ordermon.sweep import sweep
 
     with support.expected_failures():
         order_id = support.order_id(order_id)
@@ -72,9 +72,9 @@ def requeue(
     as_json: support.JsonOption = False,
 ) -> None:
     """Give expired or held orders a fresh schedule (attempts from zero, new deadline)."""
-    from ordermon import sweep
     from ordermon.cli import render
     from ordermon.ops import requeue as requeues
+    from ordermon.sweep import sweep
 
     with support.expected_failures():
         if not order_ids and not expired:
@@ -118,9 +118,9 @@ def providers_(
     as_json: support.JsonOption = False,
 ) -> None:
     """List the configured providers: kind, address, limits, pause state, recent errors."""
-    from ordermon import sweep
     from ordermon.cli import render
     from ordermon.ops import roster
+    from ordermon.sweep import sweep
 
     with support.expected_failures():
         cfg = support.load_config(config_path)

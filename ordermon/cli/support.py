@@ -145,7 +145,7 @@ def with_database(
 ) -> T:
     """Load the config, connect, check the schema, and run ``work``; expected failures exit
     with their message and code."""
-    from ordermon import sweep
+    from ordermon.sweep import sweep
 
     with expected_failures():
         cfg = load_config(config_path)

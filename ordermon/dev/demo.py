@@ -13,9 +13,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ordermon import config, db, migrate, sweep
+from ordermon import config, db, migrate
 from ordermon.dev import embedded, simulator
 from ordermon.ops import status
+from ordermon.sweep import sweep
 
 # (provider, what happens, script): the providers' answers about each order, in turn.
 FATES: tuple[tuple[str, str, tuple[str, ...]], ...] = (

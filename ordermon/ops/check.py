@@ -9,11 +9,11 @@ import socket
 import uuid
 from typing import Any
 
-from ordermon import config, db, errors, providers, sweep
+from ordermon import config, db, errors, providers
 from ordermon.config import providers as provider_config
 from ordermon.events import outbox
 from ordermon.providers import base
-from ordermon.sweep import enrolment, lanes, outcome, runs, store
+from ordermon.sweep import enrolment, lanes, outcome, runs, store, sweep
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,9 +6,9 @@ import datetime as dt
 import zoneinfo
 from typing import Any
 
-from ordermon import config, db, sweep
+from ordermon import config, db
 from ordermon.events import outbox
-from ordermon.sweep import enrolment, health
+from ordermon.sweep import enrolment, health, sweep
 
 NO_SUCCESS_ALARM = dt.timedelta(minutes=5)
 

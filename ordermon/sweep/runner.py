@@ -7,9 +7,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from ordermon import config, db, errors, sweep
+from ordermon import config, db, errors
 from ordermon.ops import pings
-from ordermon.sweep import runs
+from ordermon.sweep import runs, sweep
 
 log = logging.getLogger("ordermon.runner")
 Emit = Callable[[sweep.Report], None]

@@ -21,11 +21,6 @@ from ordermon import config, db
 from ordermon.config import providers as provider_config
 from ordermon.providers import base
 from ordermon.sweep import (
-    Clock,
-    OnResult,
-    Options,
-    Progress,
-    Report,
     health,
     lanes,
     outcome,
@@ -33,6 +28,7 @@ from ordermon.sweep import (
     unrecorded,
     verdict,
 )
+from ordermon.sweep.report import Clock, OnResult, Options, Progress, Report
 
 log = logging.getLogger("ordermon.sweeper")
 _RECORD_BATCH = 200  # answers per transaction: one commit for many orders
