@@ -1,22 +1,18 @@
 """`ordermon demo` runs the whole loop with no setup and cleans up after itself."""
 
-import tempfile
 import time
 from pathlib import Path
 
 from tests.conftest import run_cli
+from tests.test_embedded import processes_holding
 
 
-def _demo_dirs() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("ordermon-demo-*"))
-
-
-def test_demo_settles_every_order() -> None:
+def test_demo_settles_every_order(tmp_path: Path) -> None:
     """Every order of a reachable provider ends approved, rejected with a refund, expired or
-    superseded; the down provider's orders wait; the status view closes the show."""
-    before = _demo_dirs()
+    superseded; the down provider's orders wait; the status view closes the show. When it
+    returns, its private PostgreSQL has exited and its directory is gone."""
     started = time.monotonic()
-    result = run_cli("demo", "--orders", "20", timeout=180)
+    result = run_cli("demo", "--orders", "20", env={"TMPDIR": str(tmp_path)}, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     assert time.monotonic() - started < 120  # generous: the demo aims at well under a minute
     out = " ".join(result.stdout.split())  # rich wraps lines at the terminal width
@@ -26,4 +22,5 @@ def test_demo_settles_every_order() -> None:
     assert "4 refunds worth 10.00 USD" in out
     assert "balance now 110.00 USD" in out
     assert "ordermon status at" in out and "provider down is paused" in out
-    assert _demo_dirs() == before
+    assert processes_holding(str(tmp_path)) == []  # no postgres left for its data directory
+    assert list(tmp_path.glob("ordermon-demo-*")) == []

@@ -7,10 +7,8 @@ import datetime as dt
 import decimal
 import itertools
 import socket
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from ordermon import config, db, migrate
@@ -47,9 +45,9 @@ def run(order_count: int) -> None:
 
     console = Console()
     with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ordermon-demo-"))
         console.print("[bold]ordermon demo[/]: starting a private PostgreSQL ...")
-        url = embedded.start(Path(tmp) / "pg", delete_on_exit=True)
+        # Stopped, and exited, before its directory goes and before the demo returns.
+        url = stack.enter_context(embedded.temporary(prefix="ordermon-demo-"))
         conn = stack.enter_context(db.connect(url, autocommit=True))
         fast = stack.enter_context(simulator.Simulator(kod=KOD, sifre=SIFRE))
         slow = stack.enter_context(simulator.Simulator(token=TOKEN, latency=0.8))
