@@ -1,5 +1,9 @@
 """`ordermon demo` runs the whole loop with no setup and cleans up after itself."""
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,4 +27,33 @@ def test_demo_settles_every_order(tmp_path: Path) -> None:
     assert "balance now 110.00 USD" in out
     assert "ordermon status at" in out and "provider down is paused" in out
     assert processes_holding(str(tmp_path)) == []  # no postgres left for its data directory
+    assert list(tmp_path.glob("ordermon-demo-*")) == []
+
+
+def test_demo_stopped_by_sigterm_leaves_no_postgres(tmp_path: Path) -> None:
+    """SIGTERM in the middle of the demo ends it as Ctrl-C does: its private PostgreSQL is
+    stopped and its directory removed on the way out."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERMON_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ordermon", "demo", "--orders", "10"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**env, "TMPDIR": str(tmp_path)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("ordermon-demo-*/pg/postmaster.pid")):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.1)
+        time.sleep(2)  # into its sweeps
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    assert processes_holding(str(tmp_path)) == []
     assert list(tmp_path.glob("ordermon-demo-*")) == []

@@ -41,8 +41,13 @@ KOD, SIFRE, TOKEN = "4711", "demo-secret", "demo-token"
 
 
 def run(order_count: int) -> None:
+    import signal
+    import sys
+
     from rich.console import Console
 
+    # SIGTERM ends the demo as Ctrl-C does: on the way out its private PostgreSQL is stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     console = Console()
     with contextlib.ExitStack() as stack:
         console.print("[bold]ordermon demo[/]: starting a private PostgreSQL ...")

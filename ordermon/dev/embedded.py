@@ -48,9 +48,8 @@ def temporary(prefix: str = "ordermon-pg-", parent: Path | None = None) -> Itera
 @contextlib.contextmanager
 def running(data_dir: Path) -> Iterator[str]:
     """The server of ``data_dir`` for the duration of the block; stopped (and exited) after."""
-    url = start(data_dir)
     try:
-        yield url
+        yield start(data_dir)  # interrupted while starting, it is stopped too
     finally:
         stop(data_dir)
 
