@@ -233,3 +233,10 @@ def test_the_simulator_module_is_not_a_silent_command() -> None:
     )
     assert result.returncode != 0
     assert "ordermon simulate" in result.stderr
+
+
+def test_a_host_it_cannot_listen_on_exits_2() -> None:
+    result = run_cli("simulate", "--host", "no-such-host.invalid", timeout=30)
+    assert result.returncode == 2
+    assert "cannot listen on no-such-host.invalid:8765" in result.stderr
+    assert "Traceback" not in result.stderr
