@@ -286,8 +286,8 @@ def _server(dsn: str | None) -> Iterator[str]:
         return
     from ordermon.dev import embedded
 
-    with tempfile.TemporaryDirectory(prefix="ordermon-bench-") as tmp:
-        yield embedded.start(Path(tmp) / "pg", delete_on_exit=True)
+    with embedded.temporary(prefix="ordermon-bench-") as url:
+        yield url
 
 
 _databases: list[str] = []

@@ -7,7 +7,6 @@ import itertools
 import os
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,8 +44,8 @@ def server_dsn() -> Iterator[str]:
         return
     from ordermon.dev import embedded
 
-    with tempfile.TemporaryDirectory(prefix="ordermon-test-pg-") as tmp:
-        yield embedded.start(Path(tmp) / "pg", delete_on_exit=True)
+    with embedded.temporary(prefix="ordermon-test-pg-") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -1,22 +1,22 @@
 """`ordermon demo` runs the whole loop with no setup and cleans up after itself."""
 
-import tempfile
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from tests.conftest import run_cli
+from tests.test_embedded import processes_holding
 
 
-def _demo_dirs() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("ordermon-demo-*"))
-
-
-def test_demo_settles_every_order() -> None:
+def test_demo_settles_every_order(tmp_path: Path) -> None:
     """Every order of a reachable provider ends approved, rejected with a refund, expired or
-    superseded; the down provider's orders wait; the status view closes the show."""
-    before = _demo_dirs()
+    superseded; the down provider's orders wait; the status view closes the show. When it
+    returns, its private PostgreSQL has exited and its directory is gone."""
     started = time.monotonic()
-    result = run_cli("demo", "--orders", "20", timeout=180)
+    result = run_cli("demo", "--orders", "20", env={"TMPDIR": str(tmp_path)}, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     assert time.monotonic() - started < 120  # generous: the demo aims at well under a minute
     out = " ".join(result.stdout.split())  # rich wraps lines at the terminal width
@@ -26,4 +26,34 @@ def test_demo_settles_every_order() -> None:
     assert "4 refunds worth 10.00 USD" in out
     assert "balance now 110.00 USD" in out
     assert "ordermon status at" in out and "provider down is paused" in out
-    assert _demo_dirs() == before
+    assert processes_holding(str(tmp_path)) == []  # no postgres left for its data directory
+    assert list(tmp_path.glob("ordermon-demo-*")) == []
+
+
+def test_demo_stopped_by_sigterm_leaves_no_postgres(tmp_path: Path) -> None:
+    """SIGTERM in the middle of the demo ends it as Ctrl-C does: its private PostgreSQL is
+    stopped and its directory removed on the way out."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERMON_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ordermon", "demo", "--orders", "10"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**env, "TMPDIR": str(tmp_path)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("ordermon-demo-*/pg/postmaster.pid")):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.1)
+        time.sleep(2)  # into its sweeps
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    assert processes_holding(str(tmp_path)) == []
+    assert list(tmp_path.glob("ordermon-demo-*")) == []

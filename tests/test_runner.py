@@ -195,7 +195,12 @@ def test_loop_mode_survives_a_restart_and_stops_on_sigterm(tmp_path: Path) -> No
     from ordermon.dev import embedded
 
     pgdata = tmp_path / "pg"
-    url = embedded.start(pgdata, delete_on_exit=True)
+    with embedded.running(pgdata) as url:
+        _loop_mode_survives_a_restart(pgdata, url)
+
+
+def _loop_mode_survives_a_restart(pgdata: Path, url: str) -> None:
+    tmp_path = pgdata.parent
     with db.connect(url, autocommit=True) as setup:
         setup.execute(db.platform_schema().encode())
         migrate.run(setup)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ordermon import errors
+from ordermon.cli import dev as cli_dev
 from ordermon.cli import events as cli_events
 from ordermon.cli import operator as cli_operator
 from ordermon.cli import support
@@ -239,3 +240,4 @@ def demo(
 app.registered_commands.extend(cli_operator.app.registered_commands)
 app.registered_commands.extend(cli_events.app.registered_commands)
 app.registered_groups.extend(cli_events.app.registered_groups)
+app.registered_commands.extend(cli_dev.app.registered_commands)

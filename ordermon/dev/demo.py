@@ -7,10 +7,8 @@ import datetime as dt
 import decimal
 import itertools
 import socket
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from ordermon import config, db, migrate
@@ -43,13 +41,18 @@ KOD, SIFRE, TOKEN = "4711", "demo-secret", "demo-token"
 
 
 def run(order_count: int) -> None:
+    import signal
+    import sys
+
     from rich.console import Console
 
+    # SIGTERM ends the demo as Ctrl-C does: on the way out its private PostgreSQL is stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     console = Console()
     with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ordermon-demo-"))
         console.print("[bold]ordermon demo[/]: starting a private PostgreSQL ...")
-        url = embedded.start(Path(tmp) / "pg", delete_on_exit=True)
+        # Stopped, and exited, before its directory goes and before the demo returns.
+        url = stack.enter_context(embedded.temporary(prefix="ordermon-demo-"))
         conn = stack.enter_context(db.connect(url, autocommit=True))
         fast = stack.enter_context(simulator.Simulator(kod=KOD, sifre=SIFRE))
         slow = stack.enter_context(simulator.Simulator(token=TOKEN, latency=0.8))

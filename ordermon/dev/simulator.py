@@ -26,6 +26,7 @@ import socketserver
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 from ordermon.dev import simulator_replies as replies
@@ -60,8 +61,17 @@ def expand(steps: tuple[str, ...] | list[str]) -> list[str]:
     return out
 
 
+# The step for an unscripted reference's request number N (0 for its first), and what is told
+# of each request: the request, each reference's step, whether its credentials were refused.
+Fate = Callable[[str, int], str]
+OnRequest = Callable[[Request, dict[str, str], bool], None]
+
+
 class Simulator:
-    """Start with ``with Simulator() as sim:``; ``sim.url`` is the providers' base_url."""
+    """Start with ``with Simulator() as sim:``; ``sim.url`` is the providers' base_url.
+
+    An unscripted reference follows ``default``, or ``fate`` when given. ``record=False``
+    keeps no list of requests (a simulator that runs for days)."""
 
     def __init__(
         self,
@@ -72,16 +82,21 @@ class Simulator:
         sifre: str | None = None,
         token: str | None = None,
         port: int = 0,
+        host: str = "127.0.0.1",
+        fate: Fate | None = None,
+        on_request: OnRequest | None = None,
+        record: bool = True,
     ) -> None:
         self.latency = latency
         self.default = expand(default)
+        self.fate, self.on_request, self.record = fate, on_request, record
         self.kod, self.sifre, self.token = kod, sifre, token
         self.extra_items = False  # batch replies also carry an order nobody asked about
         self.requests: list[Request] = []
         self._scripts: dict[str, list[str]] = {}
         self._served: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", port), _Handler)
+        self._server = _Server((host, port), _Handler)
         self._server.simulator = self
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -128,21 +143,26 @@ class Simulator:
             return sum(1 for r in self.requests if r.kind == kind)
 
     def _next_step(self, reference: str) -> str:
-        steps = self._scripts.get(reference, self.default)
         served = self._served[reference]
         self._served[reference] = served + 1
+        steps = self._scripts.get(reference)
+        if steps is None and self.fate is not None:
+            return self.fate(reference, served)
+        steps = steps or self.default
         return steps[min(served, len(steps) - 1)]
 
     def answer(self, path: str, query: dict[str, str], headers: Any) -> replies.Reply:
         kind, references = _identify(path, query, headers)
+        request = Request(kind, path, tuple(references), query.get("kod"), time.time())
         with self._lock:
-            self.requests.append(
-                Request(kind, path, tuple(references), query.get("kod"), time.time())
-            )
+            if self.record:
+                self.requests.append(request)
             steps = {ref: self._next_step(ref) for ref in references}
+        refused = None if kind == "unknown" else self._refused(kind, query, headers)
+        if self.on_request is not None:
+            self.on_request(request, steps, refused is not None)
         if kind == "unknown":
             return replies.Reply(404, b"not found", content_type="text/plain")
-        refused = self._refused(kind, query, headers)
         if refused is not None:
             return refused
         delay = 0.0
@@ -246,3 +266,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+if __name__ == "__main__":  # not a command: say which one is
+    import sys
+
+    sys.exit("ordermon.dev.simulator is a library; to run the simulator use: ordermon simulate")
