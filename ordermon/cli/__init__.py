@@ -35,6 +35,31 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    """`--version`: the installed package's version, from its metadata."""
+    if value:
+        import importlib.metadata
+
+        typer.echo(f"ordermon {importlib.metadata.version('ordermon')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print ordermon's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Watch orders sent to providers and record their fate in the shop's database."""
+
+
 def main() -> None:
     # On its way out the interpreter garbage-collects every object that starting up created,
     # a walk that costs an idle sweep (cron starts one a minute) about a seventh of its time
