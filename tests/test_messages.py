@@ -3,9 +3,13 @@
 import http.server
 import importlib.metadata
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +17,19 @@ import yaml
 
 from ordermon import db
 from ordermon.dev import simulator
-from tests.conftest import KOD, SIFRE, TOKEN, config_document, provider_doc, run_cli
+from tests.conftest import (
+    KOD,
+    SIFRE,
+    TOKEN,
+    add_order,
+    add_user,
+    config_document,
+    enrolment_of,
+    order_row,
+    provider_doc,
+    run_cli,
+    write_config,
+)
 
 
 def test_version_prints_the_installed_version() -> None:
@@ -130,3 +146,45 @@ def test_a_failed_health_ping_says_why_and_where_but_not_its_secret(
         server.shutdown()
         server.server_close()
         silent.close()
+
+
+def test_sweep_verbose_says_superseded_orders(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> None:
+    """`sweep -v` has a line for an order an admin changed: while its check was in flight (the
+    answer changes nothing), and before the sweep claimed it (not asked at all)."""
+    config_path = write_config(tmp_path / "c.yaml", db_url, sim.url)
+    before = add_order(conn, add_user(conn), "before-ref")
+    sim.script("before-ref", "processing")
+    first = run_cli("sweep", "-v", "--config", str(config_path))
+    assert first.returncode == 0, first.stderr
+    assert f"{before} alaya: processing -> processing" in first.stdout
+    conn.execute("UPDATE product_orders SET status = 'approved' WHERE id = %(id)s", {"id": before})
+    during = add_order(conn, add_user(conn), "during-ref")
+    sim.script("during-ref", "slow:1.5:completed:PIN-9")
+    time.sleep(1.2)  # the first order is due again (base_delay 1s)
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "ordermon", "sweep", "-v", "--config", str(config_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("ORDERMON_")},
+    )
+    deadline = time.monotonic() + 20
+    while sim.count("during-ref") == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    conn.execute("UPDATE product_orders SET status = 'rejected' WHERE id = %(id)s", {"id": during})
+    out, err = sweep.communicate(timeout=60)
+    assert sweep.returncode == 0, err
+    assert sim.count("before-ref") == 1  # not asked again
+    lines = out.splitlines()
+    assert (
+        f"{before} alaya: superseded, not asked (the order was decided or re-sent before its check)"
+    ) in lines
+    assert (
+        f"{during} alaya: completed -> superseded (the order was decided or re-sent while it "
+        "was checked, or another run took it over; this answer changed nothing)"
+    ) in lines
+    assert "PIN-9" not in out
+    assert enrolment_of(conn, during)["state"] == "superseded"
+    assert order_row(conn, during)["status"] == "rejected"

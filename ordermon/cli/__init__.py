@@ -186,17 +186,10 @@ def _stop_on_signals() -> "threading.Event":
 def _result_printer(cfg: "config.Config") -> "sweeps.OnResult":
     from ordermon.cli import render
 
-    def on_result(claim: "store.Claim", check: "base.Check", applied: str) -> None:
+    def on_result(claim: "store.Claim", check: "base.Check | None", applied: str) -> None:
         provider = cfg.provider_by_id(claim.provider_id)
-        typer.echo(
-            render.attempt_line(
-                str(claim.order_id),
-                provider.name if provider else claim.provider_id,
-                str(check.answer.outcome),
-                applied,
-                check.answer.message or "",
-            )
-        )
+        name = provider.name if provider else claim.provider_id
+        typer.echo(render.attempt_line(str(claim.order_id), name, check, applied))
 
     return on_result
 

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
+    from ordermon.providers import base
+
 # C0 (newline and tab included: one value, one line), DEL, C1, lone surrogates, the bidi
 # embedding/override/isolate controls and the Unicode line separators: all of them can move
 # the cursor, forge lines, reorder what is read or crash the encoder.
@@ -119,8 +121,24 @@ def check_result(result: dict[str, Any], show_pin: bool = False) -> None:
     _console().print(table)
 
 
-def attempt_line(order_id: str, provider: str, outcome: str, applied: str, message: str) -> str:
-    line = f"{order_id} {provider}: {outcome} -> {applied}" + (f" ({message})" if message else "")
+def attempt_line(order_id: str, provider: str, check: "base.Check | None", applied: str) -> str:
+    """`sweep -v`'s line for one order; a superseded one says an admin's change won."""
+    if check is None:
+        line = (
+            f"{order_id} {provider}: superseded, not asked (the order was decided or re-sent "
+            "before its check)"
+        )
+    elif applied == "superseded":
+        line = (
+            f"{order_id} {provider}: {check.answer.outcome} -> superseded (the order was "
+            "decided or re-sent while it was checked, or another run took it over; this "
+            "answer changed nothing)"
+        )
+    else:
+        message = check.answer.message or ""
+        line = f"{order_id} {provider}: {check.answer.outcome} -> {applied}" + (
+            f" ({message})" if message else ""
+        )
     return shown(line)
 
 
