@@ -188,3 +188,25 @@ def test_sweep_verbose_says_superseded_orders(
     assert "PIN-9" not in out
     assert enrolment_of(conn, during)["state"] == "superseded"
     assert order_row(conn, during)["status"] == "rejected"
+
+
+def test_check_dry_run_exits_1_when_the_answer_is_an_error(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> None:
+    """`check --dry-run` shows an `error` answer and exits 1 (the provider could not be
+    asked: an operational failure); a real answer still exits 0."""
+    config_path = str(write_config(tmp_path / "c.yaml", db_url, sim.url))
+    broken = add_order(conn, add_user(conn), "broken-ref")
+    fine = add_order(conn, add_user(conn), "fine-ref")
+    sim.script("broken-ref", "http500")
+    sim.script("fine-ref", "processing")
+    shown = run_cli("check", str(broken), "--dry-run", "--config", config_path)
+    assert shown.returncode == 1, shown.stderr
+    assert "error" in shown.stdout and "HTTP 500" in shown.stdout
+    as_json = run_cli("check", str(broken), "--dry-run", "--json", "--config", config_path)
+    assert as_json.returncode == 1, as_json.stderr
+    assert json.loads(as_json.stdout)["outcome"] == "error"
+    ok = run_cli("check", str(fine), "--dry-run", "--config", config_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "processing" in ok.stdout
+    assert conn.execute("SELECT count(*) AS n FROM ordermon_attempts").fetchone() == {"n": 0}

@@ -220,7 +220,11 @@ def check(
     order_id: Annotated[str, typer.Argument(help="The order's id (product_orders.id).")],
     config_path: support.ConfigOption = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Ask the provider, show the answer, write nothing.")
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Ask the provider, show the answer, write nothing; exit 1 if it is an error.",
+        ),
     ] = False,
     show_pin: Annotated[
         bool, typer.Option("--show-pin", help="Show the whole PIN (else only its last 4).")
@@ -240,6 +244,10 @@ def check(
         render.print_json(render.masked_check(result.as_dict(), show_pin))
     else:
         render.check_result(result.as_dict(), show_pin)
+    if dry_run and str(result.check.answer.outcome) == "error":
+        # Nothing was learned and nothing recorded: the provider could not be asked (exit 1,
+        # an operational failure). A recorded `error` is retried like a sweep's: exit 0.
+        raise typer.Exit(1)
 
 
 @app.command()
