@@ -191,7 +191,7 @@ def test_check_never_prints_control_characters(
             for extra in ((), ("--show-pin",), ("--json",), ("--json", "--show-pin"))
         ]
     for result in outputs:
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == 1, result.stderr  # an `error` answer: --dry-run exits 1
         assert "Traceback" not in result.stderr
         for raw in ("\x1b", "\x07", "\x9b"):
             assert raw not in result.stdout
