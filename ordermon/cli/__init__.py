@@ -217,8 +217,9 @@ def _emit(
 
 @app.command()
 def check(
-    order_id: Annotated[str, typer.Argument(help="The order's id (product_orders.id).")],
+    order_id: support.OrderArgument,
     config_path: support.ConfigOption = None,
+    tenant: support.TenantOption = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -236,9 +237,10 @@ def check(
     from ordermon.ops import check as checks
 
     with support.expected_failures():
-        order_id = support.order_id(order_id)
+        given, tenant_id = support.order_id(order_id), support.tenant_id(tenant)
         cfg = support.load_config(config_path)
         with support.connect(cfg.database_url) as conn:
+            [order_id] = support.resolve_orders(conn, [given], tenant_id)
             result = checks.run(conn, cfg, order_id, dry_run=dry_run)
     if as_json:
         render.print_json(render.masked_check(result.as_dict(), show_pin))
