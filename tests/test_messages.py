@@ -210,3 +210,29 @@ def test_check_dry_run_exits_1_when_the_answer_is_an_error(
     assert ok.returncode == 0, ok.stderr
     assert "processing" in ok.stdout
     assert conn.execute("SELECT count(*) AS n FROM ordermon_attempts").fetchone() == {"n": 0}
+
+
+def test_a_masked_pin_does_not_tell_its_length(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> None:
+    """`check` masks every PIN with the same six marks, whatever its length: at most its last
+    4 characters show (none of a PIN shorter than 8), in the table and in --json."""
+    config_path = str(write_config(tmp_path / "c.yaml", db_url, sim.url))
+    pins = {"short": "PIN-1", "medium": "ABCDEFGHCD34", "long": "Z" * 26 + "WXYZ"}
+    masks = {}
+    for name, pin in pins.items():
+        order = add_order(conn, add_user(conn), f"ref-{name}")
+        sim.script(f"ref-{name}", f"raw:OK|2|{pin}|teslim")
+        table = run_cli(
+            "check", str(order), "--dry-run", "--config", config_path, env={"COLUMNS": "1000"}
+        )
+        as_json = run_cli("check", str(order), "--dry-run", "--json", "--config", config_path)
+        assert table.returncode == 0 and as_json.returncode == 0, table.stderr
+        [row] = [line.split() for line in table.stdout.splitlines() if line.split()[:1] == ["pin"]]
+        masks[name] = (row[1], json.loads(as_json.stdout)["pin"])
+        assert pin not in table.stdout + as_json.stdout
+    assert masks == {
+        "short": ("••••••", "••••••"),
+        "medium": ("••••••CD34", "••••••CD34"),
+        "long": ("••••••WXYZ", "••••••WXYZ"),
+    }

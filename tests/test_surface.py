@@ -148,16 +148,17 @@ def test_check_dry_run_masks_the_pin(
 @pytest.mark.parametrize(
     ("pin", "shown"),
     [
-        ("ABCDEFGHCD34", "********CD34"),
-        ("12345678", "****5678"),
-        ("PIN-1", "***-1"),
-        ("1234", "**34"),
-        ("7", "*"),
+        ("ABCDEFGHCD34", "••••••CD34"),
+        ("12345678", "••••••5678"),
+        ("1234567", "••••••"),
+        ("PIN-1", "••••••"),
+        ("7", "••••••"),
         ("", ""),
     ],
 )
 def test_mask_pin(pin: str, shown: str) -> None:
-    """A masked PIN keeps its length and shows at most 4 characters, never more than half."""
+    """A masked PIN is a fixed mask (it does not tell the PIN's length) and at most its last
+    4 characters, never more than half of it."""
     assert render.mask_pin(pin) == shown
 
 

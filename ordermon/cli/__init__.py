@@ -228,7 +228,10 @@ def check(
         ),
     ] = False,
     show_pin: Annotated[
-        bool, typer.Option("--show-pin", help="Show the whole PIN (else only its last 4).")
+        bool,
+        typer.Option(
+            "--show-pin", help="Show the whole PIN (else a fixed mask and at most its last 4)."
+        ),
     ] = False,
     as_json: support.JsonOption = False,
 ) -> None:

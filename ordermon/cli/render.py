@@ -75,10 +75,16 @@ def print_json(data: Any) -> None:
     sys.stdout.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
 
 
+PIN_MASK = "••••••"  # the same whatever the PIN's length, so it does not tell it
+PIN_SHOWN = 4  # the last characters a masked PIN shows, of a PIN at least twice as long
+
+
 def mask_pin(pin: str) -> str:
-    """The PIN with all but its last 4 characters starred (never more than half shown)."""
-    visible = min(4, len(pin) // 2)
-    return "*" * (len(pin) - visible) + pin[len(pin) - visible :]
+    """The PIN as a fixed mask and its last 4 characters; a PIN shorter than 8 shows none
+    (never more than half of it), an empty one stays empty."""
+    if not pin:
+        return ""
+    return PIN_MASK + (pin[-PIN_SHOWN:] if len(pin) >= 2 * PIN_SHOWN else "")
 
 
 def masked_check(result: dict[str, Any], show_pin: bool) -> dict[str, Any]:
