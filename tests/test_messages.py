@@ -236,3 +236,20 @@ def test_a_masked_pin_does_not_tell_its_length(
         "medium": ("••••••CD34", "••••••CD34"),
         "long": ("••••••WXYZ", "••••••WXYZ"),
     }
+
+
+def test_a_sweep_names_the_refused_credential_keys(
+    conn: db.Connection, db_url: str, tmp_path: Path
+) -> None:
+    """A sweep's line about refused credentials names the keys of that provider's kind."""
+    with simulator.Simulator(kod=KOD, sifre=SIFRE) as sim:
+        add_order(conn, add_user(conn), "z-1")
+        document = config_document(db_url, sim.url, provider={"sifre": "wrong-sifre-value"})
+        config_path = tmp_path / "c.yaml"
+        config_path.write_text(yaml.safe_dump(document))
+        result = run_cli("sweep", "--config", str(config_path))
+    assert result.returncode == 0, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "provider alaya refused ordermon's credentials on 1 request(s)" in line
+    assert "check providers[0].sifre and providers[0].kod in the config" in line
+    assert "wrong-sifre-value" not in line and SIFRE not in line

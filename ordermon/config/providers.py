@@ -116,6 +116,13 @@ def credential_keys(provider: ProviderConfig) -> tuple[str, ...]:
     return _CREDENTIAL_KEYS.get(provider.kind, ())
 
 
+def credential_hint(provider: ProviderConfig, index: int) -> str:
+    """``providers[1].sifre and providers[1].kod``: where to look when ``providers[index]``'s
+    credentials are refused."""
+    keys = [f"providers[{index}].{key}" for key in credential_keys(provider)]
+    return " and ".join(keys) or f"the credentials of providers[{index}]"
+
+
 def parse(
     document: Any, key: str, default_policy: schedule.Policy, env: dict[str, str] | Any
 ) -> ProviderConfig:

@@ -99,9 +99,6 @@ def _probe(provider: provider_config.ProviderConfig, index: int) -> tuple[str, b
 
 def _refused(provider: provider_config.ProviderConfig, index: int, check: base.Check) -> str:
     """Refused credentials, naming the config keys to check (never their values)."""
-    keys = " and ".join(
-        f"providers[{index}].{k}" for k in provider_config.credential_keys(provider)
-    )
     message = check.answer.message or ""
     if provider.kind == "znet" and check.http_status == 200:
         # znet's empty body: its message already says why (dealer code, API, IP address).
@@ -111,4 +108,6 @@ def _refused(provider: provider_config.ProviderConfig, index: int, check: base.C
         status = f"HTTP {check.http_status}" if check.http_status else "no reply"
         said = f": {message}" if message and message != status else ""
         reply = f"{provider.kind} replied {status}{said}"
-    return f"credentials refused: check {keys or 'its credentials'} ({reply})"
+    return (
+        f"credentials refused: check {provider_config.credential_hint(provider, index)} ({reply})"
+    )

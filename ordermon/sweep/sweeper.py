@@ -65,7 +65,7 @@ def run(
         for lane in all_lanes:
             lane.close(wait=finished_in_time)
         sys.setswitchinterval(switch_interval)
-    report.problems.extend(verdict.problems(all_lanes))
+    report.problems.extend(verdict.problems(all_lanes, cfg.providers))
 
 
 def _open_lanes(
