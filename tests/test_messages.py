@@ -108,7 +108,12 @@ def test_a_failed_health_ping_says_why_and_where_but_not_its_secret(
     silent = socket.socket()  # accepts connections (backlog) and never answers
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
+    garbage = socket.socket()  # answers every request with a line that is not HTTP
+    garbage.bind(("127.0.0.1", 0))
+    garbage.listen(8)
+    threading.Thread(target=_answer_garbage, args=(garbage,), daemon=True).start()
     closed, found, quiet = _free_port(), server.server_address[1], silent.getsockname()[1]
+    babbler = garbage.getsockname()[1]
     cases = {
         f"http://127.0.0.1:{closed}/ping/{secret}": (
             f"http://127.0.0.1:{closed}/…",
@@ -125,6 +130,10 @@ def test_a_failed_health_ping_says_why_and_where_but_not_its_secret(
         f"https://no-such-host.invalid/{secret}": (
             "https://no-such-host.invalid/…",
             "host not found (DNS)",
+        ),
+        f"http://127.0.0.1:{babbler}/ping/{secret}": (
+            f"http://127.0.0.1:{babbler}/…",
+            "the reply is not HTTP",
         ),
         # urllib sends no user info (it reads it as part of the host): only its hiding counts
         f"http://user:{secret}@127.0.0.1:{found}/x": (f"http://127.0.0.1:{found}/…", ""),
@@ -146,6 +155,18 @@ def test_a_failed_health_ping_says_why_and_where_but_not_its_secret(
         server.shutdown()
         server.server_close()
         silent.close()
+        garbage.close()
+
+
+def _answer_garbage(listener: socket.socket) -> None:
+    while True:
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            return
+        with client:
+            client.recv(65536)
+            client.sendall(b"NOT HTTP AT ALL\r\n\r\n")
 
 
 def test_sweep_verbose_says_superseded_orders(

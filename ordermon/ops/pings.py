@@ -12,10 +12,12 @@ log = logging.getLogger("ordermon.pings")
 
 
 def ping(url: str | None, suffix: str, body: str, timeout: float) -> bool:
-    """POST to ``url/suffix``; False (and a warning without the URL) when it did not work."""
+    """POST to ``url/suffix``; False when it did not work, with a warning saying why and to
+    which host (never the URL's path, query or user info)."""
     if not url:
         return False
-    import urllib.error  # only a configured ping pays for the HTTP client
+    import http.client  # only a configured ping pays for the HTTP client
+    import urllib.error
     import urllib.request
 
     from ordermon import db
@@ -40,6 +42,8 @@ def ping(url: str | None, suffix: str, body: str, timeout: float) -> bool:
         why = reason(exc.reason, timeout)
     except (OSError, ValueError) as exc:
         why = reason(exc, timeout)
+    except http.client.HTTPException:  # a bad status line or headers: urllib passes it on
+        why = "the reply is not HTTP"
     # The URL is a credential of its own (anyone holding it can ping): only its origin shows.
     log.warning("health ping %s to %s failed: %s", suffix, shown_url(url), why)
     return False
