@@ -148,16 +148,17 @@ def test_check_dry_run_masks_the_pin(
 @pytest.mark.parametrize(
     ("pin", "shown"),
     [
-        ("ABCDEFGHCD34", "********CD34"),
-        ("12345678", "****5678"),
-        ("PIN-1", "***-1"),
-        ("1234", "**34"),
-        ("7", "*"),
+        ("ABCDEFGHCD34", "••••••CD34"),
+        ("12345678", "••••••5678"),
+        ("1234567", "••••••"),
+        ("PIN-1", "••••••"),
+        ("7", "••••••"),
         ("", ""),
     ],
 )
 def test_mask_pin(pin: str, shown: str) -> None:
-    """A masked PIN keeps its length and shows at most 4 characters, never more than half."""
+    """A masked PIN is a fixed mask (it does not tell the PIN's length) and at most its last
+    4 characters, never more than half of it."""
     assert render.mask_pin(pin) == shown
 
 
@@ -191,7 +192,7 @@ def test_check_never_prints_control_characters(
             for extra in ((), ("--show-pin",), ("--json",), ("--json", "--show-pin"))
         ]
     for result in outputs:
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == 1, result.stderr  # an `error` answer: --dry-run exits 1
         assert "Traceback" not in result.stderr
         for raw in ("\x1b", "\x07", "\x9b"):
             assert raw not in result.stdout

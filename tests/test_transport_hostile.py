@@ -90,7 +90,7 @@ def test_trickled_headers_end_at_the_timeout_in_check(
         started = time.monotonic()
         result = run_cli("check", str(order), "--dry-run", "--json", "--config", config_path)
         elapsed = time.monotonic() - started
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # an `error` answer: --dry-run exits 1
     data = json.loads(result.stdout)
     assert (data["outcome"], data["message"]) == ("error", "timed out after 2s")
     assert elapsed < 8
@@ -274,7 +274,8 @@ def test_hostile_retry_after_through_check(
     conn: db.Connection, db_url: str, tmp_path: Path, status: int, value: str, dry_run: bool
 ) -> None:
     """`ordermon check` (dry or recording) survives a huge or non-ASCII Retry-After on a 429,
-    a 503 or a 200: no traceback, not exit 1, and a recorded wait within max_cooldown."""
+    a 503 or a 200: no traceback, exit 0 (or, for a dry run answered with an error, exit 1
+    and the answer shown), and a recorded wait within max_cooldown."""
     order = add_order(conn, add_user(conn), "r1")
     body = ZNET_WAITING if status == 200 else b"busy"
     step = hostile.reply(status, body, {"Retry-After": value})
@@ -283,7 +284,10 @@ def test_hostile_retry_after_through_check(
         args = ["check", str(order), "--json", "--config", config_path]
         result = run_cli(*args, *(["--dry-run"] if dry_run else []))
     assert "Traceback" not in result.stderr
-    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    refused = dry_run and answer["outcome"] == "error"
+    assert result.returncode == (1 if refused else 0), result.stderr
+    assert refused == (dry_run and status != 200)
     if not dry_run:
         next_check = enrolment_of(conn, order)["next_check_at"]
         assert next_check <= dt.datetime.now(dt.UTC) + dt.timedelta(minutes=31)

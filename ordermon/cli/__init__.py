@@ -36,6 +36,31 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    """`--version`: the installed package's version, from its metadata."""
+    if value:
+        import importlib.metadata
+
+        typer.echo(f"ordermon {importlib.metadata.version('ordermon')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print ordermon's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Watch orders sent to providers and record their fate in the shop's database."""
+
+
 def main() -> None:
     # On its way out the interpreter garbage-collects every object that starting up created,
     # a walk that costs an idle sweep (cron starts one a minute) about a seventh of its time
@@ -162,17 +187,10 @@ def _stop_on_signals() -> "threading.Event":
 def _result_printer(cfg: "config.Config") -> "sweeps.OnResult":
     from ordermon.cli import render
 
-    def on_result(claim: "store.Claim", check: "base.Check", applied: str) -> None:
+    def on_result(claim: "store.Claim", check: "base.Check | None", applied: str) -> None:
         provider = cfg.provider_by_id(claim.provider_id)
-        typer.echo(
-            render.attempt_line(
-                str(claim.order_id),
-                provider.name if provider else claim.provider_id,
-                str(check.answer.outcome),
-                applied,
-                check.answer.message or "",
-            )
-        )
+        name = provider.name if provider else claim.provider_id
+        typer.echo(render.attempt_line(str(claim.order_id), name, check, applied))
 
     return on_result
 
@@ -200,13 +218,21 @@ def _emit(
 
 @app.command()
 def check(
-    order_id: Annotated[str, typer.Argument(help="The order's id (product_orders.id).")],
+    order_id: support.OrderArgument,
     config_path: support.ConfigOption = None,
+    tenant: support.TenantOption = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Ask the provider, show the answer, write nothing.")
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Ask the provider, show the answer, write nothing; exit 1 if it is an error.",
+        ),
     ] = False,
     show_pin: Annotated[
-        bool, typer.Option("--show-pin", help="Show the whole PIN (else only its last 4).")
+        bool,
+        typer.Option(
+            "--show-pin", help="Show the whole PIN (else a fixed mask and at most its last 4)."
+        ),
     ] = False,
     as_json: support.JsonOption = False,
 ) -> None:
@@ -215,14 +241,19 @@ def check(
     from ordermon.ops import check as checks
 
     with support.expected_failures():
-        order_id = support.order_id(order_id)
+        given, tenant_id = support.order_id(order_id), support.tenant_id(tenant)
         cfg = support.load_config(config_path)
         with support.connect(cfg.database_url) as conn:
+            [order_id] = support.resolve_orders(conn, [given], tenant_id)
             result = checks.run(conn, cfg, order_id, dry_run=dry_run)
     if as_json:
         render.print_json(render.masked_check(result.as_dict(), show_pin))
     else:
         render.check_result(result.as_dict(), show_pin)
+    if dry_run and str(result.check.answer.outcome) == "error":
+        # Nothing was learned and nothing recorded: the provider could not be asked (exit 1,
+        # an operational failure). A recorded `error` is retried like a sweep's: exit 0.
+        raise typer.Exit(1)
 
 
 @app.command()

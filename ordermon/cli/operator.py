@@ -1,6 +1,6 @@
 """The commands for the people who run ordermon: status, show, requeue, providers."""
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -38,8 +38,9 @@ def status(
 
 @app.command()
 def show(
-    order_id: Annotated[str, typer.Argument(help="The order's id (product_orders.id).")],
+    order_id: support.OrderArgument,
     config_path: support.ConfigOption = None,
+    tenant: support.TenantOption = None,
     as_json: support.JsonOption = False,
 ) -> None:
     """One order: the columns that matter, its schedule, and every attempt."""
@@ -48,10 +49,13 @@ def show(
     from ordermon.sweep import sweep
 
     with support.expected_failures():
-        order_id = support.order_id(order_id)
-    picture = support.with_database(
-        config_path, lambda cfg, conn: timeline.gather(conn, cfg, order_id, sweep.utc_now())
-    )
+        given, tenant_id = support.order_id(order_id), support.tenant_id(tenant)
+
+    def work(cfg: "config.Config", conn: "db.Connection") -> dict[str, Any]:
+        [resolved] = support.resolve_orders(conn, [given], tenant_id)
+        return timeline.gather(conn, cfg, resolved, sweep.utc_now())
+
+    picture = support.with_database(config_path, work)
     if as_json:
         render.print_json(picture)
     else:
@@ -61,9 +65,13 @@ def show(
 @app.command()
 def requeue(
     order_ids: Annotated[
-        list[str] | None, typer.Argument(help="Orders to requeue.", show_default=False)
+        list[str] | None,
+        typer.Argument(
+            help='Orders to requeue, by id (a UUID) or number ("orderNo").', show_default=False
+        ),
     ] = None,
     config_path: support.ConfigOption = None,
+    tenant: support.TenantOption = None,
     expired: Annotated[bool, typer.Option("--expired", help="Every expired order.")] = False,
     provider: Annotated[
         str | None, typer.Option("--provider", help="With --expired: only this provider.")
@@ -81,15 +89,15 @@ def requeue(
             raise errors.UsageError("name the ORDER_IDs to requeue, or use --expired")
         if order_ids and expired:
             raise errors.UsageError("give ORDER_IDs or --expired, not both")
-        for order_id in order_ids or []:
-            support.order_id(order_id)
+        given = [support.order_id(order_id) for order_id in order_ids or []]
+        tenant_id = support.tenant_id(tenant)
 
     def work(cfg: "config.Config", conn: "db.Connection") -> "list[requeues.Decision]":
         support.known_providers(cfg, [provider] if provider is not None else [])
         return requeues.run(
             conn,
             cfg,
-            order_ids or [],
+            support.resolve_orders(conn, given, tenant_id),
             expired=expired,
             provider_name=provider,
             dry_run=dry_run,

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
+    from ordermon.providers import base
+
 # C0 (newline and tab included: one value, one line), DEL, C1, lone surrogates, the bidi
 # embedding/override/isolate controls and the Unicode line separators: all of them can move
 # the cursor, forge lines, reorder what is read or crash the encoder.
@@ -73,10 +75,16 @@ def print_json(data: Any) -> None:
     sys.stdout.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
 
 
+PIN_MASK = "••••••"  # the same whatever the PIN's length, so it does not tell it
+PIN_SHOWN = 4  # the last characters a masked PIN shows, of a PIN at least twice as long
+
+
 def mask_pin(pin: str) -> str:
-    """The PIN with all but its last 4 characters starred (never more than half shown)."""
-    visible = min(4, len(pin) // 2)
-    return "*" * (len(pin) - visible) + pin[len(pin) - visible :]
+    """The PIN as a fixed mask and its last 4 characters; a PIN shorter than 8 shows none
+    (never more than half of it), an empty one stays empty."""
+    if not pin:
+        return ""
+    return PIN_MASK + (pin[-PIN_SHOWN:] if len(pin) >= 2 * PIN_SHOWN else "")
 
 
 def masked_check(result: dict[str, Any], show_pin: bool) -> dict[str, Any]:
@@ -119,8 +127,24 @@ def check_result(result: dict[str, Any], show_pin: bool = False) -> None:
     _console().print(table)
 
 
-def attempt_line(order_id: str, provider: str, outcome: str, applied: str, message: str) -> str:
-    line = f"{order_id} {provider}: {outcome} -> {applied}" + (f" ({message})" if message else "")
+def attempt_line(order_id: str, provider: str, check: "base.Check | None", applied: str) -> str:
+    """`sweep -v`'s line for one order; a superseded one says an admin's change won."""
+    if check is None:
+        line = (
+            f"{order_id} {provider}: superseded, not asked (the order was decided or re-sent "
+            "before its check)"
+        )
+    elif applied == "superseded":
+        line = (
+            f"{order_id} {provider}: {check.answer.outcome} -> superseded (the order was "
+            "decided or re-sent while it was checked, or another run took it over; this "
+            "answer changed nothing)"
+        )
+    else:
+        message = check.answer.message or ""
+        line = f"{order_id} {provider}: {check.answer.outcome} -> {applied}" + (
+            f" ({message})" if message else ""
+        )
     return shown(line)
 
 

@@ -17,9 +17,11 @@ from ordermon import errors
 T = TypeVar("T")
 
 if TYPE_CHECKING:
+    import uuid
     from collections.abc import Callable, Sequence
 
     from ordermon import config, db
+    from ordermon.ops import orders
 
 ConfigOption = Annotated[
     Path | None,
@@ -31,6 +33,18 @@ ConfigOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+OrderArgument = Annotated[
+    str, typer.Argument(help='The order\'s id (product_orders.id) or its number ("orderNo").')
+]
+TenantOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tenant",
+        help='With an order number: the tenant ("tenantId") whose order it is, when several '
+        "tenants use that number.",
+        show_default=False,
+    ),
+]
 # The longest message ever printed: every message quoting outside text cuts it itself; this
 # is the net for whatever one forgot (ordermon's longest, the owner's statements of
 # `migrate`, is far shorter).
@@ -53,20 +67,28 @@ def warn(message: str) -> None:
     sys.stderr.write(f"ordermon: {text}{cut}\n")
 
 
-def order_id(value: str) -> str:
-    """ORDER_ID as given, once it is known to be a UUID: checked before any config or database
-    is touched, and echoed cut and escaped when it is not one."""
-    import uuid
+def order_id(value: str) -> "orders.Given":
+    """ORDER_ID as given: an order id (a UUID) or an order number ("orderNo"), checked before
+    any config or database is touched, and echoed cut and escaped when it is neither."""
+    from ordermon.ops import orders
 
-    from ordermon.config import validate
+    return orders.parse(value, "ORDER_ID")
 
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        raise errors.UsageError(
-            f"ORDER_ID: {validate.quoted(value)} is not an order id (a UUID)"
-        ) from None
-    return value
+
+def tenant_id(value: str | None) -> "uuid.UUID | None":
+    """``--tenant`` as given, once it is known to be a UUID (checked before the database)."""
+    from ordermon.ops import orders
+
+    return orders.parse_tenant(value)
+
+
+def resolve_orders(
+    conn: "db.Connection", given: "Sequence[orders.Given]", tenant: "uuid.UUID | None"
+) -> list[str]:
+    """The ids of the orders given by id or number (``--tenant`` picks among tenants)."""
+    from ordermon.ops import orders
+
+    return [orders.resolve(conn, one, tenant) for one in given]
 
 
 def known_providers(cfg: "config.Config", names: "Sequence[str]") -> None:

@@ -98,6 +98,31 @@ class ProviderConfig:
         return tuple(v for v in values if v and len(v) >= 3)
 
 
+# The keys that carry each kind's credentials, the likeliest culprit first.
+_CREDENTIAL_KEYS = {
+    "znet": ("sifre", "kod"),
+    "barakat": ("token",),
+    "apstore": ("token",),
+    "internal": ("token", "tenant_host"),
+}
+
+
+def credential_keys(provider: ProviderConfig) -> tuple[str, ...]:
+    """The config keys (under the provider's own) to check when its credentials are refused:
+    names only, never their values."""
+    if provider.json is not None:
+        names = tuple(f"headers.{name}" for name, _ in provider.json.headers)
+        return names or ("headers",)
+    return _CREDENTIAL_KEYS.get(provider.kind, ())
+
+
+def credential_hint(provider: ProviderConfig, index: int) -> str:
+    """``providers[1].sifre and providers[1].kod``: where to look when ``providers[index]``'s
+    credentials are refused."""
+    keys = [f"providers[{index}].{key}" for key in credential_keys(provider)]
+    return " and ".join(keys) or f"the credentials of providers[{index}]"
+
+
 def parse(
     document: Any, key: str, default_policy: schedule.Policy, env: dict[str, str] | Any
 ) -> ProviderConfig:

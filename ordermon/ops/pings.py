@@ -2,16 +2,22 @@
 ``{url}/{exit code}`` when it ends, with a one-line summary as the body. A ping never fails a
 sweep and never costs it more than its timeout."""
 
+import errno
 import logging
+import socket
+import ssl
+from urllib.parse import urlsplit
 
 log = logging.getLogger("ordermon.pings")
 
 
 def ping(url: str | None, suffix: str, body: str, timeout: float) -> bool:
-    """POST to ``url/suffix``; False (and a warning without the URL) when it did not work."""
+    """POST to ``url/suffix``; False when it did not work, with a warning saying why and to
+    which host (never the URL's path, query or user info)."""
     if not url:
         return False
-    import urllib.error  # only a configured ping pays for the HTTP client
+    import http.client  # only a configured ping pays for the HTTP client
+    import urllib.error
     import urllib.request
 
     from ordermon import db
@@ -27,8 +33,53 @@ def ping(url: str | None, suffix: str, body: str, timeout: float) -> bool:
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             code: int = response.status
-            return 200 <= code < 300
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        # The URL is a credential of its own (anyone holding it can ping): never logged.
-        log.warning("health ping %s failed (%s)", suffix, type(exc).__name__)
-        return False
+            if 200 <= code < 300:
+                return True
+            why = f"HTTP {code}"
+    except urllib.error.HTTPError as exc:
+        why = f"HTTP {exc.code}"
+    except urllib.error.URLError as exc:
+        why = reason(exc.reason, timeout)
+    except (OSError, ValueError) as exc:
+        why = reason(exc, timeout)
+    except http.client.HTTPException:  # a bad status line or headers: urllib passes it on
+        why = "the reply is not HTTP"
+    # The URL is a credential of its own (anyone holding it can ping): only its origin shows.
+    log.warning("health ping %s to %s failed: %s", suffix, shown_url(url), why)
+    return False
+
+
+def shown_url(url: str) -> str:
+    """The ping URL as a log may show it: scheme, host and port; its user info, path and query
+    (where healthchecks.io's UUID lives) replaced by ``…``."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "?", parts.port
+    except ValueError:
+        return "(the configured healthcheck.ping_url)"
+    origin = f"{parts.scheme}://{f'[{host}]' if ':' in host else host}"
+    if port is not None:
+        origin += f":{port}"
+    return origin + ("/…" if parts.path.strip("/") or parts.query or parts.fragment else "")
+
+
+def reason(exc: object, timeout: float) -> str:
+    """Why a ping failed, in a few words from the error's kind alone (its text may quote the
+    URL)."""
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return f"timed out after {timeout:g}s"
+    if isinstance(exc, socket.gaierror):
+        return "host not found (DNS)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "TLS certificate not trusted"
+    if isinstance(exc, ssl.SSLError):
+        return "TLS error"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return errno.errorcode.get(exc.errno, f"error {exc.errno}")
+    if isinstance(exc, ValueError):
+        return "the URL is not usable"
+    return type(exc).__name__

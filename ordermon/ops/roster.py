@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from ordermon import config, db, providers
+from ordermon.config import providers as provider_config
 from ordermon.providers import base
 from ordermon.sweep import health
 
@@ -32,10 +33,10 @@ def rows(
     states = health.load(conn, [p.id for p in cfg.providers]) if conn is not None else {}
     rates = _error_rates(conn, now) if conn is not None else {}
     result = []
-    for provider in cfg.providers:
+    for index, provider in enumerate(cfg.providers):
         redact = base.Redactor(provider.secrets)
         checks, errors_ = rates.get(provider.id, (0, 0)) if conn is not None else (None, None)
-        probe_text, probe_ok = _probe(cfg, provider) if probe else (None, None)
+        probe_text, probe_ok = _probe(provider, index) if probe else (None, None)
         result.append(
             Row(
                 name=provider.name,
@@ -82,7 +83,7 @@ def _error_rates(conn: db.Connection, now: dt.datetime) -> dict[str, tuple[int, 
     return {r["provider_id"]: (r["checks"], r["errors"]) for r in rows_}
 
 
-def _probe(cfg: config.Config, provider: Any) -> tuple[str, bool]:
+def _probe(provider: provider_config.ProviderConfig, index: int) -> tuple[str, bool]:
     adapter = providers.build(provider, 1)
     try:
         check = adapter.probe()
@@ -90,7 +91,23 @@ def _probe(cfg: config.Config, provider: Any) -> tuple[str, bool]:
         adapter.close()
     status = f"HTTP {check.http_status}" if check.http_status else "no reply"
     if check.trouble is base.Trouble.CREDENTIALS:
-        return f"credentials refused ({status}): {check.answer.message or ''}".strip(), False
+        return _refused(provider, index, check), False
     if check.trouble is not None:
         return f"{check.trouble} problem ({status}): {check.answer.message or ''}".strip(), False
     return f"reachable, credentials accepted ({status} in {check.latency_ms} ms)", True
+
+
+def _refused(provider: provider_config.ProviderConfig, index: int, check: base.Check) -> str:
+    """Refused credentials, naming the config keys to check (never their values)."""
+    message = check.answer.message or ""
+    if provider.kind == "znet" and check.http_status == 200:
+        # znet's empty body: its message already says why (dealer code, API, IP address).
+        why = message.removeprefix("empty reply: ")
+        reply = "znet replied with an empty body, HTTP 200" + (f": {why}" if why else "")
+    else:
+        status = f"HTTP {check.http_status}" if check.http_status else "no reply"
+        said = f": {message}" if message and message != status else ""
+        reply = f"{provider.kind} replied {status}{said}"
+    return (
+        f"credentials refused: check {provider_config.credential_hint(provider, index)} ({reply})"
+    )

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from ordermon.providers import base
 
 Clock = Callable[[], dt.datetime]
-OnResult = Callable[[store.Claim, "base.Check", str], None]
+# Told each order's result: its check, or None for an order superseded before it was asked.
+OnResult = Callable[[store.Claim, "base.Check | None", str], None]
 
 
 def utc_now() -> dt.datetime:

@@ -226,3 +226,23 @@ def insert_refunds(conn: db.Connection, refunds: Sequence[Refund]) -> set[uuid.U
             },
         )
     return fresh
+
+
+# At most this many orders sharing one number are named in a message.
+NUMBERED_SHOWN = 10
+
+
+def orders_numbered(
+    conn: db.Connection, order_no: int, tenant_id: uuid.UUID | None
+) -> list[dict[str, Any]]:
+    """The orders whose ``"orderNo"`` is ``order_no`` (in ``tenant_id`` only, when given): at
+    most NUMBERED_SHOWN + 1, so a caller can tell "more"."""
+    rows = conn.execute(
+        """SELECT id, "tenantId" AS tenant_id FROM product_orders
+           WHERE "orderNo" = %(order_no)s
+             AND (%(tenant_id)s::uuid IS NULL OR "tenantId" = %(tenant_id)s::uuid)
+           ORDER BY "tenantId" NULLS FIRST, id
+           LIMIT %(limit)s""",
+        {"order_no": order_no, "tenant_id": tenant_id, "limit": NUMBERED_SHOWN + 1},
+    )
+    return list(rows)

@@ -65,7 +65,7 @@ def run(
         for lane in all_lanes:
             lane.close(wait=finished_in_time)
         sys.setswitchinterval(switch_interval)
-    report.problems.extend(verdict.problems(all_lanes))
+    report.problems.extend(verdict.problems(all_lanes, cfg.providers))
 
 
 def _open_lanes(
@@ -166,6 +166,7 @@ class Sweeper:
                     by_reference[claim.reference].append(claim)
                 else:
                     self.counts["superseded"] += 1
+                    self._tell(claim, None, outcome.SUPERSEDED)
             lane.outstanding += sum(len(c) for c in by_reference.values())
             if not by_reference:
                 continue
@@ -244,7 +245,7 @@ class Sweeper:
                 self.counts["failed" if result in outcome.FAILED_RESULTS else result] += 1
                 self._tell(claim, check, result)
 
-    def _tell(self, claim: store.Claim, check: base.Check, result: str) -> None:
+    def _tell(self, claim: store.Claim, check: base.Check | None, result: str) -> None:
         """Show one result (``-v``, a progress bar): a display that fails changes nothing."""
         try:
             if self.on_result is not None:

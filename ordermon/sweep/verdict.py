@@ -5,8 +5,10 @@ and the problem lines a run reports per provider."""
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Sequence
 
 from ordermon import db
+from ordermon.config import providers as provider_config
 from ordermon.providers import base
 from ordermon.sweep import health, lanes, schedule, unrecorded
 
@@ -116,18 +118,26 @@ def _own_failure(checks: lanes.Result) -> lanes.Result:
     }
 
 
-def problems(all_lanes: list[lanes.Lane]) -> list[str]:
+def problems(
+    all_lanes: list[lanes.Lane], configured: Sequence[provider_config.ProviderConfig]
+) -> list[str]:
     """One line per misconfigured, failing or newly paused provider, for stderr (and cron's
-    mail)."""
+    mail); ``configured`` is the config's list, whose positions name the keys."""
     lines = []
     for lane in all_lanes:
         name = lane.provider.name
         if lane.credential_failures:
+            index = next((i for i, p in enumerate(configured) if p is lane.provider), None)
+            keys = (
+                provider_config.credential_hint(lane.provider, index)
+                if index is not None
+                else "its credentials"
+            )
             lines.append(
                 f"provider {name} refused ordermon's credentials on "
-                f"{lane.credential_failures} request(s) ({lane.credential_message}); check its "
-                "token/kod/sifre in the config and that this host's IP address is allowed. "
-                "Its orders are kept and retried."
+                f"{lane.credential_failures} request(s) ({lane.credential_message}); check "
+                f"{keys} in the config and "
+                "that this host's IP address is allowed. Its orders are kept and retried."
             )
         if lane.paused_note:
             lines.append(lane.paused_note)
