@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ordermon.cli import tables
 from ordermon.sweep import runs
 
 if TYPE_CHECKING:
@@ -52,18 +53,11 @@ def _text(value: object) -> "Text":
 
 
 def _console() -> "Console":
-    from rich.console import Console
-
-    return Console(markup=False, emoji=False, highlight=False)
+    return tables.console()
 
 
 def _table(title: str | None, columns: tuple[str, ...], **options: Any) -> "Table":
-    from rich.table import Table
-
-    table = Table(title=_text(title) if title else None, **options)
-    for column in columns:
-        table.add_column(column)
-    return table
+    return tables.table(_text(title) if title else None, columns, **options)
 
 
 def print_json(data: Any) -> None:
@@ -104,8 +98,8 @@ def sweep_summary(report: dict[str, Any]) -> str:
 def check_result(result: dict[str, Any], show_pin: bool = False) -> None:
     result = masked_check(result, show_pin)
     table = _table(None, (), show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column()
+    tables.column(table, style="bold")
+    tables.column(table)
     for key in ("order_id", "provider", "reference", "outcome", "pin", "message"):
         if result.get(key) is not None:
             table.add_row(key.replace("_", " "), _text(result[key]))
@@ -191,7 +185,7 @@ def status_view(figures: dict[str, Any]) -> None:
     console = _console()
     table = _table(f"ordermon status at {figures['now']}", ())
     for column in _STATUS_HEADERS:
-        table.add_column(column, justify="left" if column in ("provider", "state") else "right")
+        tables.column(table, column, justify="left" if column in ("provider", "state") else "right")
     for row in figures["providers"]:
         latency = (
             f"{row['latency_p50_ms']}/{row['latency_p95_ms']} ms"
@@ -271,7 +265,7 @@ def order_view(picture: dict[str, Any]) -> None:
             attempt["outcome"],
             attempt["applied"] or "",
             attempt["message"] or "",
-            (attempt["excerpt"] or "")[:60],
+            attempt["excerpt"] or "",
         )
         timeline.add_row(*(_text(cell) for cell in cells))
     console.print(timeline)
