@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from ordermon import config, db
+from ordermon.config import human
 from ordermon.dev import simulator
 from ordermon.sweep import sweep
 from tests.conftest import (
@@ -39,7 +40,8 @@ LONG_ERROR = (
 )
 # Rich's box drawing characters (and the light/heavy lines around them).
 BOX = re.compile(r"[\u2500-\u257f]")
-FULL_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d"
+FULL_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d"  # JSON
+SHOWN_TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d"  # for a person
 
 
 @pytest.fixture
@@ -93,8 +95,9 @@ def test_tables_off_a_terminal_are_plain_and_complete(shop: dict[str, Any]) -> N
     figures = json.loads(_piped("status", "--json", "--config", cfg_path).stdout)
     _plain(status.stdout)
     assert LONG_NAME in status.stdout
-    assert figures["runs"] and all(run["started_at"] in status.stdout for run in figures["runs"])
-    assert re.search(f"ordermon status at {FULL_TIME}\n", status.stdout)
+    runs = figures["runs"]
+    assert runs and all(human.moment(run["started_at"]) in status.stdout for run in runs)
+    assert re.search(f"ordermon status at {SHOWN_TIME}\n", status.stdout)
 
     slow = _piped("show", str(shop["orders"]["slow"]), "--config", cfg_path)
     assert slow.returncode == 0, slow.stderr
@@ -104,10 +107,11 @@ def test_tables_off_a_terminal_are_plain_and_complete(shop: dict[str, Any]) -> N
         _piped("show", str(shop["orders"]["slow"]), "--json", "--config", cfg_path).stdout
     )
     for attempt in picture["attempts"]:
-        assert attempt["checked_at"] in slow.stdout
+        assert human.moment(attempt["checked_at"]) in slow.stdout
         assert attempt["excerpt"] in slow.stdout  # the reply excerpt, not its first 60
     [enrolment] = picture["enrolments"]
-    assert enrolment["deadline"] in slow.stdout and enrolment["sent_at"] in slow.stdout
+    assert human.moment(enrolment["deadline"]) in slow.stdout
+    assert human.moment(enrolment["sent_at"]) in slow.stdout
 
     providers = _piped("providers", "--config", cfg_path)
     _plain(providers.stdout)
@@ -122,7 +126,7 @@ def test_tables_off_a_terminal_are_plain_and_complete(shop: dict[str, Any]) -> N
     requeue = _piped("requeue", str(shop["orders"]["late"]), "--config", cfg_path)
     assert requeue.returncode == 0, requeue.stderr
     _plain(requeue.stdout)
-    assert re.search(r"new deadline \d{4}-\d\d-\d\d", requeue.stdout), requeue.stdout
+    assert re.search(f"new deadline {SHOWN_TIME}\n", requeue.stdout), requeue.stdout
 
 
 def test_boxes_off_a_terminal_only_when_asked(shop: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ordermon.cli import tables
+from ordermon.config import human
 from ordermon.sweep import runs
 
 if TYPE_CHECKING:
@@ -59,6 +60,11 @@ def _console() -> "Console":
 
 def _table(title: str | None, columns: tuple[str, ...], **options: Any) -> "Table":
     return tables.table(cell(title) if title else None, columns, **options)
+
+
+def when(value: str | None) -> str:
+    """A time from the figures (ISO-8601, already in the configured zone) for a person."""
+    return human.moment(value) if value else "-"
 
 
 def print_json(data: Any) -> None:
@@ -129,7 +135,9 @@ def provider_table(rows: list[dict[str, Any]]) -> None:
         )
         checks = row["checks_last_hour"]
         hour = (
-            "-" if checks is None else f"{checks} checks, {row['error_rate_last_hour']:.0%} errors"
+            "-"
+            if checks is None
+            else f"{human.plural(checks, 'check')}, {row['error_rate_last_hour']:.0%} errors"
         )
         limits_text = (
             f"timeout {limits['timeout_s']:g}s, {limits['max_concurrency']} in flight, {rate}, "
@@ -184,7 +192,7 @@ def status_view(figures: dict[str, Any]) -> None:
     from rich.text import Text
 
     console = _console()
-    table = _table(f"ordermon status at {figures['now']}", ())
+    table = _table(f"ordermon status at {human.moment(figures['now'])}", ())
     for column in _STATUS_HEADERS:
         tables.column(table, column, justify="left" if column in ("provider", "state") else "right")
     for row in figures["providers"]:
@@ -193,7 +201,7 @@ def status_view(figures: dict[str, Any]) -> None:
             if row["latency_p50_ms"] is not None
             else "-"
         )
-        state = f"paused until {row['paused_until']}" if row["paused_until"] else "ok"
+        state = f"paused until {when(row['paused_until'])}" if row["paused_until"] else "ok"
         if not row["configured"]:
             state = "not configured"
         counts = (str(row[k]) for k in _STATUS_COUNTS)
@@ -208,7 +216,7 @@ def status_view(figures: dict[str, Any]) -> None:
     for run in figures["runs"]:
         result = run["result"] + (f" ({run['stopped_by']})" if run["stopped_by"] else "")
         cells = (
-            run["started_at"],
+            when(run["started_at"]),
             run["host"] or "",
             f"{run['duration_s']:.1f}",
             *(str(run[k]) for k in ("claimed", "completed", "failed", "errors")),
@@ -237,7 +245,7 @@ def events_table(rows: list[dict[str, Any]]) -> None:
             str(row["id"]),
             row["type"],
             str(row["order_id"]),
-            f"{row['created_at']:%Y-%m-%d %H:%M:%S}",
+            when(row["created_at"]),
             row["webhook"] or "-",
             row["state"] or "-",
             str(row["attempts"] or 0),

@@ -6,6 +6,8 @@ from typing import Any
 from ordermon.cli import render, tables
 from ordermon.config import human
 
+# The order's columns that are times (ISO-8601 in the configured zone, shown by `when`).
+_TIMES = ("sent_at", "last_sync_at", "completed_at")
 _ORDER_KEYS = (
     *("order_no", "status", "external_status", "provider", "provider_referans"),
     *("external_order_id", "sent_at", "last_sync_at", "completed_at", "last_message"),
@@ -27,15 +29,21 @@ def order_view(picture: dict[str, Any]) -> None:
     title = render.cell(f"order {order['id']}")
     summary = tables.table(title, ("", ""), show_header=False, box=None)
     for key in _ORDER_KEYS:
-        summary.add_row(key.replace("_", " "), render.cell(str(order.get(key))))
+        value = order.get(key)
+        shown = render.when(value) if key in _TIMES and value else str(value)
+        summary.add_row(key.replace("_", " "), render.cell(shown))
     if picture["refund"]:
         refund = picture["refund"]
-        summary.add_row("refunded", render.cell(f"{refund['amount']} at {refund['refunded_at']}"))
+        summary.add_row(
+            "refunded", render.cell(f"{refund['amount']} at {render.when(refund['refunded_at'])}")
+        )
     console.print(summary)
     for enrolment in picture["enrolments"]:
         console.print(
             Text.assemble(
-                render.shown(f"dispatch {enrolment['reference']} sent {enrolment['sent_at']}: "),
+                render.shown(
+                    f"dispatch {enrolment['reference']} sent {render.when(enrolment['sent_at'])}: "
+                ),
                 (render.shown(enrolment["state"]), "bold"),
                 render.shown(dispatch_line(enrolment)),
             )
@@ -44,7 +52,7 @@ def order_view(picture: dict[str, Any]) -> None:
     timeline = tables.table(render.cell("attempts"), (*columns, "message", "reply"))
     for attempt in picture["attempts"]:
         cells = (
-            attempt["checked_at"],
+            render.when(attempt["checked_at"]),
             attempt["provider"],
             str(attempt["latency_ms"]),
             str(attempt["http_status"] or "-"),
@@ -63,11 +71,12 @@ def dispatch_line(enrolment: dict[str, Any]) -> str:
     ..., deadline ...``; a finished dispatch says when it finished instead."""
     line = ", " + checks(enrolment)
     if enrolment["state"] == "waiting":
-        line += f"; next check {enrolment['next_check_at']}, deadline {enrolment['deadline']}"
+        line += f"; next check {render.when(enrolment['next_check_at'])}"
+        line += f", deadline {render.when(enrolment['deadline'])}"
         if enrolment["claimed_until"]:
-            line += f", claimed until {enrolment['claimed_until']}"
+            line += f", claimed until {render.when(enrolment['claimed_until'])}"
     elif enrolment["finished_at"]:
-        line += f"; finished {enrolment['finished_at']}"
+        line += f"; finished {render.when(enrolment['finished_at'])}"
     return line
 
 

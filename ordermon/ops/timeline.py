@@ -9,10 +9,10 @@ enrolment sums its rows that way, so its header and its rows cannot disagree."""
 import datetime as dt
 import decimal
 import uuid
-import zoneinfo
 from typing import Any
 
 from ordermon import config, db, errors
+from ordermon.config import human
 
 _ORDER = """
 SELECT id, "orderNo" AS order_no, status, "externalStatus" AS external_status,
@@ -45,7 +45,7 @@ def gather(
     order = conn.execute(_ORDER, {"id": key}).fetchone()
     if order is None:
         raise errors.OrderError(f"order {order_id}: no such order in product_orders")
-    tz = zoneinfo.ZoneInfo(cfg.timezone)
+    tz = cfg.timezone
     names = {p.id: p.name for p in cfg.providers}
     provider = cfg.provider_by_id(order["provider_id"] or "")
     enrolments = [_shown(dict(row), tz) for row in conn.execute(_ENROLMENTS, {"id": key})]
@@ -67,16 +67,16 @@ def gather(
         "enrolments": enrolments,
         "attempts": attempts,
         "refund": _shown(dict(refund), tz) if refund else None,
-        "now": now.astimezone(tz).isoformat(timespec="seconds"),
+        "now": human.iso(now, tz),
     }
 
 
-def _shown(row: dict[str, Any], tz: zoneinfo.ZoneInfo) -> dict[str, Any]:
+def _shown(row: dict[str, Any], tz: str) -> dict[str, Any]:
     """Times in the configured zone, ids and amounts as strings: ready for JSON or a table."""
     out: dict[str, Any] = {}
     for key, value in row.items():
         if isinstance(value, dt.datetime):
-            out[key] = value.astimezone(tz).isoformat(timespec="seconds")
+            out[key] = human.iso(value, tz)
         elif isinstance(value, uuid.UUID | decimal.Decimal):
             out[key] = str(value)
         else:
