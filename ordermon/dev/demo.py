@@ -225,7 +225,7 @@ def _table(conn: db.Connection, orders: list[Any]) -> Any:
         "checks",
         "PIN",
     ):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     colours = {"approved": "green", "rejected": "red", "pending": "yellow"}
     for order in orders:
         row = rows[order["id"]]
