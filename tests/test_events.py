@@ -269,7 +269,7 @@ def test_receiver_down_then_dead_then_redelivered(
     assert [row["state"] for row in json.loads(listed.stdout)] == ["dead"]
     receiver.mode[0] = "ok"
     again = run_cli("events", "redeliver", "--dead", "--config", str(config_path))
-    assert again.returncode == 0 and again.stdout.startswith("1 deliveries")
+    assert again.returncode == 0 and again.stdout.startswith("1 delivery will be sent again")
     assert run_cli("deliver", "--config", str(config_path)).stdout.startswith("1 delivered")
     assert [p["type"] for p in receiver.received] == ["order.completed"]
 

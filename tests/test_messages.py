@@ -271,6 +271,6 @@ def test_a_sweep_names_the_refused_credential_keys(
         result = run_cli("sweep", "--config", str(config_path))
     assert result.returncode == 0, result.stderr
     [line] = result.stderr.strip().splitlines()
-    assert "provider alaya refused ordermon's credentials on 1 request(s)" in line
+    assert "provider alaya refused ordermon's credentials on 1 request (" in line
     assert "check providers[0].sifre and providers[0].kod in the config" in line
     assert "wrong-sifre-value" not in line and SIFRE not in line

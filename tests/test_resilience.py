@@ -167,7 +167,7 @@ def test_credential_problem_is_one_line_per_sweep(
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert "provider barakat refused ordermon's credentials on 3 request(s)" in lines[0]
+    assert "provider barakat refused ordermon's credentials on 3 requests" in lines[0]
     assert TOKEN not in result.stderr
     for order in orders:
         assert enrolment_of(conn, order)["attempts"] == 0

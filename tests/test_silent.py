@@ -235,7 +235,7 @@ def test_a_provider_id_typo_is_said_by_every_sweep_and_by_status(
     typo = PROVIDER_ID[:-1]
     config_path = write_config(tmp_path / "c.yaml", db_url, sim.url, provider={"id": typo})
     expected = (
-        f"2 dispatched order(s) name provider id {PROVIDER_ID}, which is not configured: "
+        f"2 dispatched orders name provider id {PROVIDER_ID}, which is not configured: "
         "check providers[].id"
     )
     for _ in range(2):
@@ -279,10 +279,10 @@ def test_dispatched_orders_without_a_reference_are_said_and_flagged(
     config_path.write_text(json.dumps(document))
     swept = run_cli("sweep", "--config", str(config_path))
     assert swept.returncode == 0, swept.stderr
-    znet_line = "2 dispatched order(s) of alaya have no provider_referans"
-    barakat_line = "1 dispatched order(s) of barakat have no provider_referans nor externalOrderId"
+    znet_line = "2 dispatched orders of alaya have no provider_referans"
+    barakat_line = "1 dispatched order of barakat has no provider_referans nor externalOrderId"
     assert swept.stderr.count(znet_line) == 1 and swept.stderr.count(barakat_line) == 1
-    assert swept.stderr.count('1 dispatched order(s) have no "providerId"') == 1
+    assert swept.stderr.count('1 dispatched order has no "providerId"') == 1
     shown = run_cli("status", "--json", "--config", str(config_path))
     assert shown.returncode == 3
     figures = json.loads(shown.stdout)
@@ -305,8 +305,8 @@ def test_held_orders_make_status_exit_3(
     shown = run_cli("status", "--json", "--config", str(config_path))
     assert shown.returncode == 3
     assert json.loads(shown.stdout)["attention"] == [
-        "1 held order(s) of alaya wait for a person (on_failed: hold): decide them, or "
-        "`ordermon requeue` them"
+        "1 held order of alaya waits for a person (on_failed: hold): decide it, or "
+        "`ordermon requeue` it"
     ]
 
 

@@ -145,6 +145,7 @@ def sweep(
     support.setup_logging(verbose, quiet, log_format)
     with support.expected_failures():
         cfg = support.load_config(config_path)
+        support.log_times_in(cfg.timezone)
         options = sweeps.Options(limit=limit, provider_names=tuple(provider or ()))
         support.known_providers(cfg, options.provider_names)  # a bad --provider fails now
         interval = config.parse_duration(every, "--every") if every is not None else None

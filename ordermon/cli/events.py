@@ -1,11 +1,15 @@
 """The commands of the outbox: deliver events now, list them, send them again."""
 
-from typing import Annotated
+import datetime as dt
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ordermon import errors
 from ordermon.cli import support
+
+if TYPE_CHECKING:
+    from ordermon import config, db
 
 app = typer.Typer()
 
@@ -39,11 +43,20 @@ def events_list(
 ) -> None:
     """The latest events, with their delivery to each webhook."""
     from ordermon.cli import render
+    from ordermon.config import human
     from ordermon.events import outbox
 
-    rows = support.with_database(
-        config_path, lambda cfg, conn: outbox.events(conn, dead_only=dead, limit=limit)
-    )
+    def work(cfg: "config.Config", conn: "db.Connection") -> list[dict[str, Any]]:
+        rows = outbox.events(conn, dead_only=dead, limit=limit)
+        return [  # times as ISO-8601 in the configured zone, as every command's JSON
+            {
+                k: human.iso(v, cfg.timezone) if isinstance(v, dt.datetime) else v
+                for k, v in r.items()
+            }
+            for r in rows
+        ]
+
+    rows = support.with_database(config_path, work)
     if as_json:
         render.print_json(rows)
     else:
@@ -72,4 +85,7 @@ def events_redeliver(
     count = support.with_database(
         config_path, lambda cfg, conn: outbox.redeliver(conn, ids, sweep.utc_now())
     )
-    typer.echo(f"{count} deliveries will be sent again at the next sweep or `ordermon deliver`")
+    from ordermon.config import human
+
+    again = human.plural(count, "delivery", "deliveries")
+    typer.echo(f"{again} will be sent again at the next sweep or `ordermon deliver`")

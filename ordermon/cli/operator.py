@@ -45,6 +45,7 @@ def show(
 ) -> None:
     """One order: the columns that matter, its schedule, and every attempt."""
     from ordermon.cli import render
+    from ordermon.cli import timeline as cli_timeline
     from ordermon.ops import timeline
     from ordermon.sweep import sweep
 
@@ -59,7 +60,7 @@ def show(
     if as_json:
         render.print_json(picture)
     else:
-        render.order_view(picture)
+        cli_timeline.order_view(picture)
 
 
 @app.command()

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ordermon.cli import tables
+from ordermon.config import human
 from ordermon.sweep import runs
 
 if TYPE_CHECKING:
@@ -47,25 +49,24 @@ def _escape(match: re.Match[str]) -> str:
     return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
-def _text(value: object) -> "Text":
+def cell(value: object) -> "Text":
+    """Outside text as a table cell: shown, never interpreted."""
     from rich.text import Text
 
     return Text("" if value is None else shown(value))
 
 
 def _console() -> "Console":
-    from rich.console import Console
-
-    return Console(markup=False, emoji=False, highlight=False)
+    return tables.console()
 
 
 def _table(title: str | None, columns: tuple[str, ...], **options: Any) -> "Table":
-    from rich.table import Table
+    return tables.table(cell(title) if title else None, columns, **options)
 
-    table = Table(title=_text(title) if title else None, **options)
-    for column in columns:
-        table.add_column(column)
-    return table
+
+def when(value: str | None) -> str:
+    """A time from the figures (ISO-8601, already in the configured zone) for a person."""
+    return human.moment(value) if value else "-"
 
 
 def print_json(data: Any) -> None:
@@ -112,18 +113,18 @@ def sweep_summary(report: dict[str, Any]) -> str:
 def check_result(result: dict[str, Any], show_pin: bool = False) -> None:
     result = masked_check(result, show_pin)
     table = _table(None, (), show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column()
+    tables.column(table, style="bold")
+    tables.column(table)
     for key in ("order_id", "provider", "reference", "outcome", "pin", "message"):
         if result.get(key) is not None:
-            table.add_row(key.replace("_", " "), _text(result[key]))
+            table.add_row(key.replace("_", " "), cell(result[key]))
     status = result.get("http_status")
     table.add_row("reply", f"HTTP {status}" if status else "no reply")
     table.add_row("latency", f"{result['latency_ms']} ms")
     if result.get("excerpt"):
-        table.add_row("excerpt", _text(result["excerpt"]))
+        table.add_row("excerpt", cell(result["excerpt"]))
     applied = result.get("applied")
-    table.add_row("recorded", _text(applied) if applied else "nothing (--dry-run)")
+    table.add_row("recorded", cell(applied) if applied else "nothing (--dry-run)")
     _console().print(table)
 
 
@@ -158,14 +159,16 @@ def provider_table(rows: list[dict[str, Any]]) -> None:
         )
         checks = row["checks_last_hour"]
         hour = (
-            "-" if checks is None else f"{checks} checks, {row['error_rate_last_hour']:.0%} errors"
+            "-"
+            if checks is None
+            else f"{human.plural(checks, 'check')}, {row['error_rate_last_hour']:.0%} errors"
         )
         limits_text = (
             f"timeout {limits['timeout_s']:g}s, {limits['max_concurrency']} in flight, {rate}, "
             f"batch {limits['batch_size']}"
         )
         cells = (row["name"], row["kind"], row["base_url"], limits_text, row["state"], hour)
-        table.add_row(*(_text(cell) for cell in (*cells, row["probe"] or "")))
+        table.add_row(*(cell(value) for value in (*cells, row["probe"] or "")))
     _console().print(table)
 
 
@@ -213,21 +216,21 @@ def status_view(figures: dict[str, Any]) -> None:
     from rich.text import Text
 
     console = _console()
-    table = _table(f"ordermon status at {figures['now']}", ())
+    table = _table(f"ordermon status at {human.moment(figures['now'])}", ())
     for column in _STATUS_HEADERS:
-        table.add_column(column, justify="left" if column in ("provider", "state") else "right")
+        tables.column(table, column, justify="left" if column in ("provider", "state") else "right")
     for row in figures["providers"]:
         latency = (
             f"{row['latency_p50_ms']}/{row['latency_p95_ms']} ms"
             if row["latency_p50_ms"] is not None
             else "-"
         )
-        state = f"paused until {row['paused_until']}" if row["paused_until"] else "ok"
+        state = f"paused until {when(row['paused_until'])}" if row["paused_until"] else "ok"
         if not row["configured"]:
             state = "not configured"
         counts = (str(row[k]) for k in _STATUS_COUNTS)
         cells = (row["name"], *counts, latency, f"{row['error_rate_1h']:.0%}", state)
-        table.add_row(*(_text(cell) for cell in cells))
+        table.add_row(*(cell(value) for value in cells))
     console.print(table)
     age = figures["oldest_waiting_age_s"]
     console.print(f"oldest waiting order: {_age(age) if age is not None else 'none waiting'}")
@@ -237,68 +240,19 @@ def status_view(figures: dict[str, Any]) -> None:
     for run in figures["runs"]:
         result = run["result"] + (f" ({run['stopped_by']})" if run["stopped_by"] else "")
         cells = (
-            run["started_at"],
+            when(run["started_at"]),
             run["host"] or "",
             f"{run['duration_s']:.1f}",
             *(str(run[k]) for k in ("claimed", "completed", "failed", "errors")),
             result,
         )
-        runs_table.add_row(*(_text(cell) for cell in cells))
+        runs_table.add_row(*(cell(value) for value in cells))
     if figures["runs"]:
         console.print(runs_table)
     for reason in figures["attention"]:
         console.print(Text.assemble(("needs a person: ", "bold red"), shown(reason)))
     if not figures["attention"]:
         console.print(Text("nothing needs a person", style="green"))
-
-
-_ORDER_KEYS = (
-    *("order_no", "status", "external_status", "provider", "provider_referans"),
-    *("external_order_id", "sent_at", "last_sync_at", "completed_at", "last_message"),
-    *("pin_stored", "amount", "currency"),
-)
-
-
-def order_view(picture: dict[str, Any]) -> None:
-    from rich.text import Text
-
-    console = _console()
-    order = picture["order"]
-    summary = _table(f"order {order['id']}", ("", ""), show_header=False, box=None)
-    for key in _ORDER_KEYS:
-        summary.add_row(key.replace("_", " "), _text(str(order.get(key))))
-    if picture["refund"]:
-        refund = picture["refund"]
-        summary.add_row("refunded", _text(f"{refund['amount']} at {refund['refunded_at']}"))
-    console.print(summary)
-    for enrolment in picture["enrolments"]:
-        claimed = enrolment["claimed_until"]
-        console.print(
-            Text.assemble(
-                shown(f"dispatch {enrolment['reference']} sent {enrolment['sent_at']}: "),
-                (shown(enrolment["state"]), "bold"),
-                shown(
-                    f", {enrolment['attempts']} attempt(s), next check "
-                    f"{enrolment['next_check_at']}, deadline {enrolment['deadline']}"
-                    + (f", claimed until {claimed}" if claimed else "")
-                ),
-            )
-        )
-    columns = ("time", "provider", "ms", "HTTP", "outcome", "applied", "message", "reply")
-    timeline = _table("attempts", columns)
-    for attempt in picture["attempts"]:
-        cells = (
-            attempt["checked_at"],
-            attempt["provider"],
-            str(attempt["latency_ms"]),
-            str(attempt["http_status"] or "-"),
-            attempt["outcome"],
-            attempt["applied"] or "",
-            attempt["message"] or "",
-            (attempt["excerpt"] or "")[:60],
-        )
-        timeline.add_row(*(_text(cell) for cell in cells))
-    console.print(timeline)
 
 
 def _age(seconds: float) -> str:
@@ -315,11 +269,11 @@ def events_table(rows: list[dict[str, Any]]) -> None:
             str(row["id"]),
             row["type"],
             str(row["order_id"]),
-            f"{row['created_at']:%Y-%m-%d %H:%M:%S}",
+            when(row["created_at"]),
             row["webhook"] or "-",
             row["state"] or "-",
             str(row["attempts"] or 0),
             row["last_error"] or "",
         )
-        table.add_row(*(_text(cell) for cell in cells))
+        table.add_row(*(cell(value) for value in cells))
     _console().print(table)

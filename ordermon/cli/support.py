@@ -2,6 +2,7 @@
 into a message and an exit code, logging, and loading the config and the database."""
 
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -115,14 +116,31 @@ def expected_failures() -> Iterator[None]:
         fail(exc)
 
 
+# The zone log lines show their time in: the config's, once it is loaded (None: the host's).
+_log_zone: str | None = None
+
+
+def log_times_in(zone: str) -> None:
+    """From now on, log lines carry their time in ``zone`` (the config's ``timezone``)."""
+    global _log_zone
+    _log_zone = zone
+
+
+def _logged_at(record: logging.LogRecord) -> dt.datetime:
+    import zoneinfo
+
+    at = dt.datetime.fromtimestamp(record.created, dt.UTC)
+    return at.astimezone(zoneinfo.ZoneInfo(_log_zone)) if _log_zone else at.astimezone()
+
+
 class JsonLogFormatter(logging.Formatter):
     """One JSON object per line, for log shippers (json.dumps escapes every control
-    character and all non-ASCII text)."""
+    character and all non-ASCII text); its time is ISO-8601 with the offset."""
 
     def format(self, record: logging.LogRecord) -> str:
         return json.dumps(
             {
-                "time": self.formatTime(record),
+                "time": _logged_at(record).isoformat(timespec="milliseconds"),
                 "level": record.levelname.lower(),
                 "logger": record.name,
                 "message": record.getMessage(),
@@ -138,6 +156,11 @@ class TextLogFormatter(logging.Formatter):
         from ordermon.cli import render
 
         return render.shown(super().formatMessage(record))
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        from ordermon.config import human
+
+        return human.moment(_logged_at(record))
 
 
 def setup_logging(verbose: bool, quiet: bool = False, log_format: str = "text") -> None:

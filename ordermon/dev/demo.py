@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from ordermon import config, db, migrate
+from ordermon.config import human
 from ordermon.dev import embedded, simulator
 from ordermon.ops import status
 from ordermon.sweep import sweep
@@ -63,7 +64,8 @@ def run(order_count: int) -> None:
         cfg = _config(url, fast.url, slow.url, flaky.url)
         orders = _dispatch(conn, sims, order_count)
         console.print(
-            f"{len(orders)} orders dispatched to four simulated providers: [bold]fast[/] (znet), "
+            f"{human.plural(len(orders), 'order')} dispatched to four simulated providers: "
+            "[bold]fast[/] (znet), "
             "[bold]slow[/] (barakat, 0.8 s a reply), [bold]flaky[/] (json, errors now and then) "
             "and [bold]down[/] (nobody answers). Cron would run `ordermon sweep` every minute; "
             "the demo runs it every second.\n"
@@ -186,9 +188,9 @@ def _watch(console: Any, conn: db.Connection, cfg: config.Config, orders: list[A
     console.print(
         f"\n[bold]done in {time.monotonic() - started:.0f}s[/]: "
         + ", ".join(f"{v} {k}" for k, v in totals.items() if v)
-        + f"; {refunds['n']} refunds worth {refunds['total']} USD, customer balance now "
-        f"{balance['balance']} USD (each order refunded at most once). The orders of the "
-        "provider that is down wait, without spending attempts, until it answers again."
+        + f"; {human.plural(refunds['n'], 'refund')} worth {refunds['total']} USD, customer "
+        f"balance now {balance['balance']} USD (each order refunded at most once). The orders "
+        "of the provider that is down wait, without spending attempts, until it answers again."
     )
 
 
@@ -226,7 +228,7 @@ def _table(conn: db.Connection, orders: list[Any]) -> Any:
         "checks",
         "PIN",
     ):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     colours = {"approved": "green", "rejected": "red", "pending": "yellow"}
     for order in orders:
         row = rows[order["id"]]

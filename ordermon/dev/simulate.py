@@ -14,7 +14,7 @@ from typing import Any, TextIO
 import yaml
 
 from ordermon import errors
-from ordermon.config import validate
+from ordermon.config import human, validate
 from ordermon.dev import simulator
 from ordermon.dev import simulator_replies as replies
 
@@ -151,13 +151,13 @@ def describe(config: Settings) -> str:
         text = config.fate
     delays = []
     if config.after_checks:
-        delays.append(f"after {config.after_checks} check(s)")
+        delays.append(f"after {human.plural(config.after_checks, 'check')}")
     if config.after_seconds:
         delays.append(f"{config.after_seconds:g}s after the first check")
     if delays and config.fate != "pending":
         text += ", due " + " and ".join(delays)
     if config.scripts:
-        text += f"; {len(config.scripts)} order(s) scripted with --order"
+        text += f"; {human.plural(len(config.scripts), 'order')} scripted with --order"
     return text
 
 

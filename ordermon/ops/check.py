@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from ordermon import config, db, errors, providers
+from ordermon.config import human
 from ordermon.config import providers as provider_config
 from ordermon.events import outbox
 from ordermon.providers import base
@@ -136,7 +137,7 @@ def _check_and_record(
         until = waiting["claimed_until"]
         raise errors.OrderError(
             f"order {order_id} is being checked by a sweep right now (claimed until "
-            f"{until:%Y-%m-%d %H:%M:%S} UTC); try again after that"
+            f"{human.moment(until, cfg.timezone)}); try again after that"
             if isinstance(until, dt.datetime)
             else f"order {order_id} is being checked by a sweep right now; try again shortly"
         )

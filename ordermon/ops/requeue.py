@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 
 from ordermon import config, db, errors
+from ordermon.config import human
 
 _CANDIDATE = """
 SELECT e.id, e.order_id, e.provider_id, e.state, e.sent_at, o.status,
@@ -46,6 +47,7 @@ class Decision:
     order_id: str
     requeued: bool
     why: str
+    deadline: str | None = None  # ISO-8601 in the configured zone, once requeued
 
 
 def run(
@@ -102,7 +104,10 @@ def _one(
         deadline = now + provider.policy.give_up_after
         conn.execute(_REVIVE, {"id": row["id"], "now": now, "deadline": deadline})
         return Decision(
-            shown, True, f"requeued ({row['state']}); new deadline {deadline:%Y-%m-%d %H:%M} UTC"
+            shown,
+            True,
+            f"requeued ({row['state']}); new deadline {human.moment(deadline, cfg.timezone)}",
+            human.iso(deadline, cfg.timezone),
         )
 
 

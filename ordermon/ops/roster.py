@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from ordermon import config, db, providers
+from ordermon.config import human
 from ordermon.config import providers as provider_config
 from ordermon.providers import base
 from ordermon.sweep import health
@@ -48,7 +49,9 @@ def rows(
                     "rate_limit_per_s": provider.rate_limit,
                     "batch_size": provider.batch_size,
                 },
-                state=_state(states.get(provider.id), now) if conn is not None else "unknown",
+                state=_state(states.get(provider.id), now, cfg.timezone)
+                if conn is not None
+                else "unknown",
                 checks_last_hour=checks,
                 error_rate_last_hour=(errors_ / checks if checks else 0.0)
                 if checks is not None and errors_ is not None
@@ -60,16 +63,16 @@ def rows(
     return result
 
 
-def _state(state: health.State | None, now: dt.datetime) -> str:
+def _state(state: health.State | None, now: dt.datetime, zone: str) -> str:
     if state is None:
         return "ok"
     if state.paused(now):
         assert state.paused_until is not None
-        return f"paused until {state.paused_until:%Y-%m-%d %H:%M:%S} UTC ({state.reason})"
+        return f"paused until {human.moment(state.paused_until, zone)} ({state.reason})"
     if state.needs_probe(now):
         return "cool-down over: the next sweep probes it"
     if state.failures:
-        return f"ok, {state.failures} failure(s) in a row"
+        return f"ok, {human.plural(state.failures, 'failure')} in a row"
     return "ok"
 
 

@@ -3,10 +3,10 @@
 Every figure is read from the database at the moment of the call; nothing is cached."""
 
 import datetime as dt
-import zoneinfo
 from typing import Any
 
 from ordermon import config, db
+from ordermon.config import human
 from ordermon.events import outbox
 from ordermon.sweep import enrolment, health, sweep
 
@@ -82,7 +82,7 @@ def gather(
     conn: db.Connection, cfg: config.Config, now: dt.datetime, runs: int = 10
 ) -> dict[str, Any]:
     """All the figures of `ordermon status`, as plain data (the JSON output)."""
-    tz = zoneinfo.ZoneInfo(cfg.timezone)
+    tz = cfg.timezone
     names = {p.id: p.name for p in cfg.providers}
     enrolments = {r["provider_id"]: r for r in conn.execute(_ENROLMENTS, {"now": now})}
     window = {"day": now - dt.timedelta(hours=24), "hour": now - dt.timedelta(hours=1)}
@@ -155,17 +155,24 @@ def attention(
     ]
     for row in figures["providers"]:
         if row["expired"]:
-            reasons.append(f"{row['expired']} expired order(s) of {row['name']} wait for a person")
+            reasons.append(
+                f"{human.plural(row['expired'], 'expired order')} of {row['name']} "
+                f"{_wait(row['expired'])} for a person"
+            )
         if row["held"]:
             reasons.append(
-                f"{row['held']} held order(s) of {row['name']} wait for a person "
-                "(on_failed: hold): decide them, or `ordermon requeue` them"
+                f"{human.plural(row['held'], 'held order')} of {row['name']} "
+                f"{_wait(row['held'])} for a person (on_failed: hold): decide "
+                f"{_them(row['held'])}, or `ordermon requeue` {_them(row['held'])}"
             )
         if row["breaker_open"] and row["paused_until"]:
-            reasons.append(f"provider {row['name']} is paused until {row['paused_until']}")
+            until = human.moment(row["paused_until"])
+            reasons.append(f"provider {row['name']} is paused until {until}")
     if figures.get("dead_events"):
         reasons.append(
-            f"{figures['dead_events']} event deliveries are dead: `ordermon events list --dead`"
+            f"{human.plural(figures['dead_events'], 'event delivery', 'event deliveries')} "
+            f"{'is' if figures['dead_events'] == 1 else 'are'} dead: "
+            "`ordermon events list --dead`"
         )
     if success_at is None or now - success_at > NO_SUCCESS_ALARM:
         reasons.append("no successful sweep in the last 5 minutes: is cron running ordermon?")
@@ -188,27 +195,27 @@ def _overdue_reasons(
     late: dict[str, dict[str, tuple[int, dt.datetime | None]]],
     names: dict[str, str],
     states: dict[str, health.State],
-    tz: zoneinfo.ZoneInfo,
+    tz: str,
 ) -> list[str]:
     reasons = []
     for provider_id, by_reason in sorted(late.items(), key=lambda i: names.get(i[0], i[0])):
         for reason, (count, claimed_until) in sorted(by_reason.items()):
             state = states.get(provider_id)
             if reason == "paused" and state is not None:
+                assert state.paused_until is not None
                 why = f"the provider is paused ({state.reason}) until "
-                why += f"{_shown(state.paused_until, tz)}"
+                why += human.moment(state.paused_until, tz)
             else:
-                why = _WHY.get(reason, reason).format(until=_shown(claimed_until, tz))
+                until = human.moment(claimed_until, tz) if claimed_until else None
+                why = _WHY.get(reason, reason).format(until=until)
             reasons.append(
-                f"{count} order(s) of {names.get(provider_id, provider_id)} still waiting "
-                f"past the deadline: {why}"
+                f"{human.plural(count, 'order')} of {names.get(provider_id, provider_id)} "
+                f"{'is' if count == 1 else 'are'} still waiting past the deadline: {why}"
             )
     return reasons
 
 
-def _run(
-    row: dict[str, Any], tz: zoneinfo.ZoneInfo, now: dt.datetime, cfg: config.Config
-) -> dict[str, Any]:
+def _run(row: dict[str, Any], tz: str, now: dt.datetime, cfg: config.Config) -> dict[str, Any]:
     finished = row["finished_at"]
     if finished is not None:
         outcome = "ok" if row["exit_code"] == 0 else f"exit {row['exit_code']}"
@@ -229,8 +236,17 @@ def _run(
     }
 
 
-def _shown(when: dt.datetime | None, tz: zoneinfo.ZoneInfo) -> str | None:
-    return when.astimezone(tz).isoformat(timespec="seconds") if when else None
+def _shown(when: dt.datetime | None, tz: str) -> str | None:
+    """A time for the figures (JSON): ISO-8601 in the configured zone."""
+    return human.iso(when, tz) if when else None
+
+
+def _wait(count: int) -> str:
+    return "waits" if count == 1 else "wait"
+
+
+def _them(count: int) -> str:
+    return "it" if count == 1 else "them"
 
 
 def _orders(found: enrolment.Unwatched | None) -> int:

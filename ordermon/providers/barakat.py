@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ordermon.config import human
 from ordermon.providers import base, http, replies
 
 log = logging.getLogger("ordermon.providers.barakat")
@@ -59,7 +60,7 @@ def parse(
             continue
         items.setdefault(key, []).append(_answer(item))
     if ignored:
-        log.info("ignored %d reply item(s) about orders not asked for", ignored)
+        log.info("ignored %s about orders not asked for", human.plural(ignored, "reply item"))
     missing = "missing from the provider's reply"
     return {ref: replies.agreed(items.get(ref, ()), missing) for ref in references}
 

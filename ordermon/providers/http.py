@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 
+from ordermon.config import human
 from ordermon.config import providers as provider_config
 from ordermon.providers import base, text, transport
 
@@ -118,10 +119,10 @@ class HttpAdapter:
         escaped and cut, since a provider may echo anything there, its token included."""
         for word, orders in counts.items():
             log.warning(
-                "unknown status word '%s' from provider %s (%d order(s))",
+                "unknown status word '%s' from provider %s (%s)",
                 text.storable(self.redact(word), text.LOG_CHARS),
                 self.config.name,
-                orders,
+                human.plural(orders, "order"),
             )
 
     def _retry_after(self, reply: base.Reply) -> float | None:

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ordermon import db
+from ordermon.config import human
 from ordermon.sweep import store
 
 
@@ -167,12 +168,13 @@ class Unwatched:
 
     def problem(self, names: Mapping[str, str]) -> str:
         """What to tell a person, in one line."""
-        count = f"{self.orders} dispatched order(s)"
+        count = human.plural(self.orders, "dispatched order")
+        have, name_ = ("has", "names") if self.orders == 1 else ("have", "name")
         if self.reference_rule is None and not self.provider_id:
-            return f'{count} have no "providerId": no provider is asked about them'
+            return f'{count} {have} no "providerId": no provider is asked about them'
         if self.reference_rule is None:
             return (
-                f"{count} name provider id {self.provider_id}, which is not configured: "
+                f"{count} {name_} provider id {self.provider_id}, which is not configured: "
                 "check providers[].id"
             )
         name = names.get(self.provider_id, self.provider_id)
@@ -181,7 +183,7 @@ class Unwatched:
             if self.reference_rule == "provider_referans_or_external"
             else "provider_referans"
         )
-        return f"{count} of {name} have no {missing}: ordermon cannot ask {name} about them"
+        return f"{count} of {name} {have} no {missing}: ordermon cannot ask {name} about them"
 
 
 def unwatched(conn: db.Connection, providers: Sequence[store.ProviderRules]) -> list[Unwatched]:

@@ -65,6 +65,7 @@ class Lane:
     ) -> None:
         self.provider = provider
         self.rules = rules
+        self.timezone = cfg.timezone  # how its messages show times
         self.concurrency = cfg.concurrency_of(provider)
         self._adapter: base.Provider | None = None
         self.limiter = pacing.RateLimiter(provider.rate_limit)

@@ -191,6 +191,8 @@ class _Batch:
                     check.http_status,
                     check.answer.message,
                     check.excerpt,
+                    counted=claim.enrolment_id in held and _counts(check),
+                    trouble=str(check.trouble) if check.trouble is not None else None,
                 )
                 for (claim, check, ctx), result in zip(self.items, self.results, strict=True)
                 if check.sent  # held back, nothing was asked: no attempt to show

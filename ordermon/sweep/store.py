@@ -216,6 +216,10 @@ class Attempt:
     http_status: int | None
     message: str | None
     excerpt: str | None
+    # Whether this check spent one of the enrolment's attempts, and the provider's trouble
+    # (transport, credentials, throttled) that kept it from counting, if any.
+    counted: bool = False
+    trouble: str | None = None
 
 
 def insert_attempts(conn: db.Connection, attempts: Sequence[Attempt]) -> None:
@@ -223,11 +227,13 @@ def insert_attempts(conn: db.Connection, attempts: Sequence[Attempt]) -> None:
         return
     conn.execute(
         """INSERT INTO ordermon_attempts (enrolment_id, order_id, provider_id, run_id,
-               checked_at, latency_ms, http_status, outcome, applied, message, excerpt)
+               checked_at, latency_ms, http_status, outcome, applied, message, excerpt,
+               counted, trouble)
            SELECT * FROM unnest(%(enrolments)b::bigint[], %(orders)b::uuid[],
                %(providers)b::text[], %(runs)b::bigint[], %(times)b::timestamptz[],
                %(latencies)b::int[], %(statuses)b::int[], %(outcomes)b::text[],
-               %(applied)b::text[], %(messages)b::text[], %(excerpts)b::text[])""",
+               %(applied)b::text[], %(messages)b::text[], %(excerpts)b::text[],
+               %(counted)b::boolean[], %(troubles)b::text[])""",
         {
             "enrolments": [a.claim.enrolment_id for a in attempts],
             "orders": [a.claim.order_id for a in attempts],
@@ -240,6 +246,8 @@ def insert_attempts(conn: db.Connection, attempts: Sequence[Attempt]) -> None:
             "applied": [a.applied for a in attempts],
             "messages": [a.message for a in attempts],
             "excerpts": [a.excerpt for a in attempts],
+            "counted": [a.counted for a in attempts],
+            "troubles": [a.trouble for a in attempts],
         },
     )
 

@@ -74,7 +74,7 @@ def write_error(
         with conn.transaction():
             release = store.Release(claim, state, result, message, next_check, now, counted)
             if not store.release_claims(conn, [release]):
-                result = "superseded"  # our lease ran out; another run took over
+                result, counted = "superseded", False  # our lease ran out; another run took over
             if check.sent:
                 attempt = store.Attempt(
                     claim,
@@ -86,6 +86,8 @@ def write_error(
                     check.http_status if 100 <= (check.http_status or 0) <= 999 else None,
                     message,
                     None,
+                    counted=counted,
+                    trouble=str(check.trouble) if check.trouble is not None else None,
                 )
                 store.insert_attempts(conn, [attempt])
     except Exception as again:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 
 from ordermon import db
+from ordermon.config import human
 from ordermon.config import providers as provider_config
 from ordermon.providers import base
 from ordermon.sweep import health, lanes, schedule, unrecorded
@@ -55,7 +56,7 @@ def _update_health(
         lane.open, lane.probing, lane.answered_well = False, False, False
         lane.hold.hold((until - now).total_seconds(), "the provider is paused")
         lane.paused_note = (
-            f"provider {provider.name} is paused until {until:%Y-%m-%d %H:%M:%S} UTC after "
+            f"provider {provider.name} is paused until {human.moment(until, lane.timezone)} after "
             f"repeated {check.trouble} failures (last: {check.answer.message}); its orders "
             "wait without spending attempts"
         )
@@ -135,8 +136,8 @@ def problems(
             )
             lines.append(
                 f"provider {name} refused ordermon's credentials on "
-                f"{lane.credential_failures} request(s) ({lane.credential_message}); check "
-                f"{keys} in the config and "
+                f"{human.plural(lane.credential_failures, 'request')} "
+                f"({lane.credential_message}); check {keys} in the config and "
                 "that this host's IP address is allowed. Its orders are kept and retried."
             )
         if lane.paused_note:
@@ -144,14 +145,16 @@ def problems(
         if lane.internal_errors:
             kinds = ", ".join(sorted(set(lane.internal_errors)))
             lines.append(
-                f"provider {name}: internal error ({kinds}) on {len(lane.internal_errors)} "
-                "request(s); its orders are kept and retried"
+                f"provider {name}: internal error ({kinds}) on "
+                f"{human.plural(len(lane.internal_errors), 'request')}; its orders are kept and "
+                "retried"
             )
         if lane.unrecorded:
             reasons = "; ".join(sorted({reason for reason, _ in lane.unrecorded}))
             left = sum(1 for _, kept in lane.unrecorded if not kept)
             lines.append(
-                f"provider {name}: {len(lane.unrecorded)} answer(s) could not be recorded "
+                f"provider {name}: {human.plural(len(lane.unrecorded), 'answer')} could not be "
+                "recorded "
                 f"({reasons}); recorded as errors and retried"
                 + (f", {left} left to their lease" if left else "")
             )
