@@ -14,6 +14,7 @@ import yaml
 from ordermon import db, providers
 from ordermon.config import providers as provider_config
 from ordermon.dev import simulator
+from ordermon.providers import base
 from ordermon.sweep import sweep
 from tests.conftest import (
     TOKEN,
@@ -174,7 +175,7 @@ def test_credential_problem_is_one_line_per_sweep(
         assert order_row(conn, order)["status"] == "pending"
 
 
-def _adapter(sim_url: str, **changes: Any) -> providers.base.Provider:
+def _adapter(sim_url: str, **changes: Any) -> base.Provider:
     cfg = providers_config("postgresql://unused", provider_doc("znet", sim_url))
     provider: provider_config.ProviderConfig = dataclasses.replace(cfg.providers[0], **changes)
     return providers.build(provider)
@@ -186,7 +187,7 @@ def test_oversized_reply_is_cut_off() -> None:
         sim.script("big", "huge")
         started = time.monotonic()
         check = _adapter(sim.url, max_reply_bytes=65536).check(["big"])["big"]
-    assert check.answer.outcome is providers.base.Outcome.ERROR
+    assert check.answer.outcome is base.Outcome.ERROR
     assert "too large" in (check.answer.message or "")
     assert len(check.excerpt or "") <= 300
     assert time.monotonic() - started < 5
@@ -199,8 +200,8 @@ def test_endless_reply_hits_the_timeout() -> None:
         started = time.monotonic()
         check = _adapter(sim.url, timeout=1.5, max_reply_bytes=10**9).check(["forever"])["forever"]
         elapsed = time.monotonic() - started
-    assert check.answer.outcome is providers.base.Outcome.ERROR
-    assert check.trouble is providers.base.Trouble.TRANSPORT
+    assert check.answer.outcome is base.Outcome.ERROR
+    assert check.trouble is base.Trouble.TRANSPORT
     assert 1.4 <= elapsed < 5
 
 
