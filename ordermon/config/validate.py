@@ -6,10 +6,12 @@ characters, control characters escaped, so no config file makes a long or raw me
 import datetime as dt
 import re
 import reprlib
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from ordermon import errors
+
+T = TypeVar("T")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -25,6 +27,10 @@ _SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict = 3, 6, 6
 _SHORT_REPR.maxstring = _SHORT_REPR.maxother = ECHO
 MAX_DURATION = dt.timedelta(days=3650)
 MAX_INTEGER = 2**31 - 1  # PostgreSQL's integer: every count ordermon keeps fits in one
+# A report lists at most this many errors, in at most about MAX_REPORT characters; the rest are
+# counted ("and 9950 more"): a hostile file cannot flood the terminal or cron's mail.
+MAX_ERRORS = 50
+MAX_REPORT = 3500
 
 
 def quoted(value: Any) -> str:
@@ -44,6 +50,73 @@ def cut(text: Any) -> str:
     return shown if len(shown) <= ECHO and len(whole) <= ECHO else shown[:ECHO] + "…"
 
 
+class Problems:
+    """Every error found in a config, so that one run reports them all. Each message starts
+    with its key (``providers[0].sifre: ...``); a key with an error is remembered, so the
+    checks that compare it with another key can wait until it can be read (`clean`)."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+        self.more = 0
+        self._keys: set[str] = set()
+
+    def add(self, message: str) -> None:
+        self._keys.add(message.split(": ", 1)[0])
+        if len(self.found) < MAX_ERRORS:
+            self.found.append(message)
+        else:
+            self.more += 1
+
+    def check(self, read: Callable[[], T], fallback: T) -> T:
+        """What ``read`` returns, or ``fallback`` once its ConfigError is noted."""
+        try:
+            return read()
+        except errors.ConfigError as exc:
+            for problem in exc.problems:
+                self.add(problem)
+            self.more += exc.more
+            return fallback
+
+    def section(self, value: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+        """The mapping at ``key`` ({} when it is not one), its unknown keys noted."""
+        doc: dict[str, Any] = self.check(lambda: mapping(value, key), {})
+        self.check(lambda: only_keys(doc, key, allowed), None)
+        return doc
+
+    def clean(self, *keys: str) -> bool:
+        """No error at any of ``keys``, above them or below them."""
+        return not any(
+            found == key or _below(found, key) or _below(key, found)
+            for key in keys
+            for found in self._keys
+        )
+
+    def raise_any(self, where: str = "the config") -> None:
+        if self.found:
+            found = tuple(self.found)
+            raise errors.ConfigError(summary(found, self.more, where), found, self.more)
+
+
+def _below(key: str, parent: str) -> bool:
+    return key.startswith((parent + ".", parent + "["))
+
+
+def summary(problems: tuple[str, ...], more: int, where: str) -> str:
+    """One problem alone as its own line; several as a count, then one line each, at most
+    MAX_ERRORS lines and about MAX_REPORT characters."""
+    if len(problems) == 1 and not more:
+        return problems[0]
+    lines, size = [], 0
+    for problem in problems[:MAX_ERRORS]:
+        size += len(problem) + 3
+        if size > MAX_REPORT:
+            break
+        lines.append(f"  {problem}")
+    hidden = len(problems) + more - len(lines)
+    tail = [f"  and {hidden} more"] if hidden else []
+    return "\n".join([f"{where} has {len(problems) + more} errors:", *lines, *tail])
+
+
 class Reader:
     """Reads values out of the YAML tree, substituting ``${VAR}`` from the environment and
     remembering every substituted value: those are secrets, redacted wherever they could show."""
@@ -58,15 +131,20 @@ class Reader:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise errors.ConfigError(f"{key}: expected a string, got {kind(value)}")
 
+        unset = [cut(name) for name in _ENV_VAR.findall(str(value)) if name not in self.env]
+        if unset:
+            names = list(dict.fromkeys(unset))[:5]  # each once; a hostile value has thousands
+            if len(names) == 1:
+                said = f"environment variable {names[0]} is not set"
+            else:
+                said = f"environment variables {', '.join(names)} are not set"
+            raise errors.ConfigError(
+                f"{key}: {said} (referenced as {', '.join('${' + n + '}' for n in names)})"
+            )
+
         def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in self.env:
-                raise errors.ConfigError(
-                    f"{key}: environment variable {cut(name)} is not set "
-                    f"(referenced as ${{{cut(name)}}})"
-                )
-            self.substituted.append(self.env[name])
-            return self.env[name]
+            self.substituted.append(self.env[match.group(1)])
+            return self.env[match.group(1)]
 
         text = _ENV_VAR.sub(substitute, str(value))
         if not text.strip():
@@ -90,12 +168,16 @@ def mapping(value: Any, key: str) -> dict[str, Any]:
 
 
 def only_keys(doc: Mapping[str, Any], key: str, allowed: set[str]) -> None:
-    for name in doc:
-        if name not in allowed:
-            where = f"{key}.{cut(name)}" if key else cut(name)
-            raise errors.ConfigError(
-                f"{where}: unknown key (expected one of: {', '.join(sorted(allowed))})"
-            )
+    """Every key of ``doc`` is one of ``allowed``; else one problem per unknown key."""
+    unknown = [name for name in doc if name not in allowed]
+    if not unknown:
+        return
+    expected = ", ".join(sorted(allowed))
+    problems = tuple(
+        f"{key + '.' if key else ''}{cut(name)}: unknown key (expected one of: {expected})"
+        for name in unknown[:MAX_ERRORS]
+    )
+    raise errors.ConfigError(problems[0], problems, max(len(unknown) - MAX_ERRORS, 0))
 
 
 def choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
