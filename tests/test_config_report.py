@@ -145,6 +145,11 @@ def test_several_unset_variables_in_one_value_are_named_together() -> None:
         "database.url: environment variables DB_USER, DB_PASSWORD are not set "
         "(referenced as ${DB_USER}, ${DB_PASSWORD})"
     )
+    document["database"]["url"] = "".join(f"${{V{i}}}" for i in range(10_000))
+    with pytest.raises(errors.ConfigError) as caught:
+        config.parse(document, {})
+    assert str(caught.value).endswith("${V4} and 9995 more)")
+    assert len(str(caught.value)) < 300
 
 
 def _problems(document: dict[str, Any]) -> tuple[str, ...]:
@@ -198,3 +203,45 @@ def test_every_problem_is_bounded() -> None:
     assert len(problems) >= 5
     assert all(len(p) < 300 for p in problems), [p[:400] for p in problems]
     assert len(validate.summary(problems, 0, "c.yaml")) < 4000
+
+
+def test_the_example_with_nothing_set_lists_every_missing_variable(tmp_path: Path) -> None:
+    """The shipped example with no secret set: one run names both variables, exit 2."""
+    code, stderr = _sweep(ROOT / "config.example.yaml")
+    assert code == 2
+    assert stderr.split("\n")[1:] == [
+        "  providers[0].sifre: environment variable ALAYA_SIFRE is not set "
+        "(referenced as ${ALAYA_SIFRE})",
+        "  providers[1].token: environment variable BARAKAT_TOKEN is not set "
+        "(referenced as ${BARAKAT_TOKEN})",
+        "",
+    ]
+
+
+def test_the_example_sweeps_with_its_two_secrets(db_url: str) -> None:
+    """The shipped example, with its two secrets set (and the database named in the
+    environment), runs a sweep: exit 0, nothing on stderr."""
+    env = {"ALAYA_SIFRE": "x", "BARAKAT_TOKEN": "b", "ORDERMON_DATABASE_URL": db_url}
+    code, stderr = _sweep(ROOT / "config.example.yaml", env)
+    assert (code, stderr) == (0, "")
+
+
+def test_uncommenting_every_block_asks_for_every_secret(tmp_path: Path) -> None:
+    """With every optional section taken in and nothing set, one run names all six."""
+    from tests.test_config import uncommented
+
+    path = tmp_path / "full.yaml"
+    path.write_text(uncommented((ROOT / "config.example.yaml").read_text())[0])
+    code, stderr = _sweep(path)
+    assert code == 2
+    named = re.findall(r"environment variable (\w+) is not set", stderr)
+    assert sorted(named) == sorted(
+        [
+            "ALAYA_SIFRE",
+            "BARAKAT_TOKEN",
+            "SISTER_TOKEN",
+            "GIFTCARDS_TOKEN",
+            "ORDERMON_PING_URL",
+            "ORDERMON_WEBHOOK_SECRET",
+        ]
+    )

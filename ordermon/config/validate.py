@@ -133,14 +133,15 @@ class Reader:
 
         unset = [cut(name) for name in _ENV_VAR.findall(str(value)) if name not in self.env]
         if unset:
-            names = list(dict.fromkeys(unset))[:5]  # each once; a hostile value has thousands
+            every = list(dict.fromkeys(unset))  # each once
+            names = every[:5]  # a hostile value names thousands
             if len(names) == 1:
                 said = f"environment variable {names[0]} is not set"
             else:
                 said = f"environment variables {', '.join(names)} are not set"
-            raise errors.ConfigError(
-                f"{key}: {said} (referenced as {', '.join('${' + n + '}' for n in names)})"
-            )
+            others = f" and {len(every) - 5} more" if len(every) > 5 else ""
+            refs = ", ".join("${" + name + "}" for name in names)
+            raise errors.ConfigError(f"{key}: {said} (referenced as {refs}{others})")
 
         def substitute(match: re.Match[str]) -> str:
             self.substituted.append(self.env[match.group(1)])
