@@ -2,6 +2,7 @@
 bounded; duplicate YAML keys are errors; the shipped example loads with its two secrets."""
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,22 @@ def test_the_list_is_bounded(tmp_path: Path) -> None:
     shown = len(lines) - 2
     assert lines[-1] == f"  and {10001 - shown} more"
     assert len(stderr.encode()) < 4500
+
+
+def test_a_file_of_broken_providers_costs_little_more_than_reading_it(tmp_path: Path) -> None:
+    """20,000 broken providers: once the list is full the rest are not read, and the report
+    says the count is a lower bound."""
+    path = tmp_path / "c.yaml"
+    path.write_text("providers:\n" + "- {kind: znet}\n" * 20_000)
+    document = config.parse_yaml(path.read_text())
+    started = time.monotonic()
+    with pytest.raises(errors.ConfigError) as caught:
+        config.parse(document, {})
+    assert time.monotonic() - started < 1.0
+    lines = str(caught.value).split("\n")
+    assert re.fullmatch(r"the config has at least \d+ errors:", lines[0]), lines[0]
+    assert re.fullmatch(r"  and at least \d+ more \(reading stopped after 50 errors\)", lines[-1])
+    assert len(lines) == 52
 
 
 def test_several_unset_variables_in_one_value_are_named_together() -> None:

@@ -206,6 +206,8 @@ def _providers(
     found: list[provider_config.ProviderConfig] = []
     seen: dict[tuple[str, str], int] = {}
     for index, item in enumerate(document):
+        if problems.full():
+            break
         key = f"providers[{index}]"
         provider = provider_config.collect(item, key, policy, env, problems)
         if provider is None:

@@ -95,6 +95,8 @@ def _webhooks(
         return ()
     webhooks: list[Webhook] = []
     for index, item in enumerate(document):
+        if problems.full():
+            break
         key = f"notify.webhooks[{index}]"
         webhook = _webhook(item, key, read, problems)
         if webhook is None:

@@ -53,19 +53,31 @@ def cut(text: Any) -> str:
 class Problems:
     """Every error found in a config, so that one run reports them all. Each message starts
     with its key (``providers[0].sifre: ...``); a key with an error is remembered, so the
-    checks that compare it with another key can wait until it can be read (`clean`)."""
+    checks that compare it with another key can wait until it can be read (`clean`). Past
+    MAX_ERRORS, errors are only counted, and no such check runs any more: what a hostile file
+    costs stays bounded."""
 
     def __init__(self) -> None:
         self.found: list[str] = []
         self.more = 0
-        self._keys: set[str] = set()
+        self._keys: set[str] = set()  # the keys in error
+        self._above: set[str] = set()  # those keys and every key above them
+        self.stopped = False  # entries of a list left unread: the list of errors was full
+
+    def full(self) -> bool:
+        """MAX_ERRORS errors found: a list's remaining entries need not be read (a file of
+        100,000 broken providers would cost seconds more, to show nothing more)."""
+        self.stopped = self.stopped or len(self.found) >= MAX_ERRORS
+        return self.stopped
 
     def add(self, message: str) -> None:
-        self._keys.add(message.split(": ", 1)[0])
-        if len(self.found) < MAX_ERRORS:
-            self.found.append(message)
-        else:
+        if len(self.found) >= MAX_ERRORS:
             self.more += 1
+            return
+        self.found.append(message)
+        key = message.split(": ", 1)[0]
+        self._keys.add(key)
+        self._above.update(_and_above(key))
 
     def check(self, read: Callable[[], T], fallback: T) -> T:
         """What ``read`` returns, or ``fallback`` once its ConfigError is noted."""
@@ -84,27 +96,32 @@ class Problems:
         return doc
 
     def clean(self, *keys: str) -> bool:
-        """No error at any of ``keys``, above them or below them."""
+        """No error at any of ``keys``, above them or below them (and the list not full)."""
+        if self.more:
+            return False
         return not any(
-            found == key or _below(found, key) or _below(key, found)
-            for key in keys
-            for found in self._keys
+            key in self._above or any(k in self._keys for k in _and_above(key)) for key in keys
         )
 
     def raise_any(self, where: str = "the config") -> None:
         if self.found:
             found = tuple(self.found)
-            raise errors.ConfigError(summary(found, self.more, where), found, self.more)
+            message = summary(found, self.more, where, stopped=self.stopped)
+            raise errors.ConfigError(message, found, self.more)
 
 
-def _below(key: str, parent: str) -> bool:
-    return key.startswith((parent + ".", parent + "["))
+_STEP = re.compile(r"[.\[]")
 
 
-def summary(problems: tuple[str, ...], more: int, where: str) -> str:
+def _and_above(key: str) -> list[str]:
+    """``providers[0].schedule``, ``providers[0]``, ``providers``: the key and its parents."""
+    return [key[: m.start()] for m in _STEP.finditer(key) if m.start()] + [key]
+
+
+def summary(problems: tuple[str, ...], more: int, where: str, stopped: bool = False) -> str:
     """One problem alone as its own line; several as a count, then one line each, at most
     MAX_ERRORS lines and about MAX_REPORT characters."""
-    if len(problems) == 1 and not more:
+    if len(problems) == 1 and not more and not stopped:
         return problems[0]
     lines, size = [], 0
     for problem in problems[:MAX_ERRORS]:
@@ -113,8 +130,14 @@ def summary(problems: tuple[str, ...], more: int, where: str) -> str:
             break
         lines.append(f"  {problem}")
     hidden = len(problems) + more - len(lines)
-    tail = [f"  and {hidden} more"] if hidden else []
-    return "\n".join([f"{where} has {len(problems) + more} errors:", *lines, *tail])
+    if stopped:
+        at_least = "at least "
+        tail = [f"  and at least {hidden} more (reading stopped after {MAX_ERRORS} errors)"]
+    else:
+        at_least = ""
+        tail = [f"  and {hidden} more"] if hidden else []
+    total = len(problems) + more
+    return "\n".join([f"{where} has {at_least}{total} errors:", *lines, *tail])
 
 
 class Reader:
