@@ -191,6 +191,17 @@ def test_a_bad_value_makes_no_follow_up_errors() -> None:
     )
 
 
+def test_a_provider_that_cannot_be_read_keeps_the_others_indices() -> None:
+    """providers[0] is not a mapping: providers[1]'s errors still carry index 1."""
+    document = config_document("postgresql://127.0.0.1:9/x", "http://127.0.0.1:9")
+    document["providers"] = ["x", dict(document["providers"][0], timeout="45s")]
+    assert _problems(document) == (
+        "providers[0]: expected a mapping of keys, got str",
+        "providers[1].timeout: 45s is too long for sweep.lease (60s); the lease must be at "
+        "least twice the longest provider timeout",
+    )
+
+
 def test_errors_from_every_provider_and_webhook() -> None:
     """Two providers and two webhooks, each with its own errors: all are listed, with index."""
     document = config_document("postgresql://127.0.0.1:9/x", "http://127.0.0.1:9")

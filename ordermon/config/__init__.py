@@ -132,9 +132,9 @@ def _collect(
     )
     sweep = _sweep(root.get("sweep", {}), problems)
     history = section(root.get("history", {}), "history", {"keep"})
-    keep = dt.timedelta(days=30)
+    month = dt.timedelta(days=30)
     keep = check(
-        lambda: validate.positive_duration(history.get("keep"), "history.keep", keep), keep
+        lambda: validate.positive_duration(history.get("keep"), "history.keep", month), month
     )
     metrics = section(root.get("metrics", {}), "metrics", {"textfile"})
     textfile = check(
@@ -154,7 +154,7 @@ def _collect(
         "refund",
     )
     providers = _providers(root.get("providers", []), policy, env, problems)
-    for index, provider in enumerate(providers):
+    for index, provider in providers:
         too_long = dt.timedelta(seconds=provider.timeout * 2) > sweep.lease
         if too_long and problems.clean(f"providers[{index}].timeout", "sweep.lease"):
             problems.add(
@@ -168,7 +168,7 @@ def _collect(
         policy,
         sweep,
         on_failed,
-        tuple(providers),
+        tuple(provider for _, provider in providers),
         source,
         history_keep=keep,
         metrics_textfile=Path(textfile) if textfile else None,
@@ -197,13 +197,13 @@ def _ping_url(url: str | None) -> str | None:
 
 def _providers(
     document: Any, policy: schedule.Policy, env: Mapping[str, str], problems: validate.Problems
-) -> list[provider_config.ProviderConfig]:
-    """Each provider that can be read (the index of one that cannot stays its own); two may
-    not share an id or a name."""
+) -> list[tuple[int, provider_config.ProviderConfig]]:
+    """Each provider that can be read, with its index in the list; two may not share an id
+    or a name."""
     if not isinstance(document, list):
         problems.add("providers: expected a list of providers")
         return []
-    found: list[provider_config.ProviderConfig] = []
+    found: list[tuple[int, provider_config.ProviderConfig]] = []
     seen: dict[tuple[str, str], int] = {}
     for index, item in enumerate(document):
         if problems.full():
@@ -212,7 +212,7 @@ def _providers(
         provider = provider_config.collect(item, key, policy, env, problems)
         if provider is None:
             continue
-        found.append(provider)
+        found.append((index, provider))
         for attribute in ("id", "name"):
             value = getattr(provider, attribute)
             if not problems.clean(f"{key}.{attribute}"):
