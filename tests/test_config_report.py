@@ -191,6 +191,14 @@ def test_a_bad_value_makes_no_follow_up_errors() -> None:
     )
 
 
+def test_a_file_that_is_not_a_mapping_is_one_error(tmp_path: Path) -> None:
+    """A file holding a list is one error, not one per missing key."""
+    path = tmp_path / "c.yaml"
+    path.write_text("- database\n- sweep\n")
+    code, stderr = _sweep(path)
+    assert (code, stderr) == (2, "ordermon: (top level): expected a mapping of keys, got list\n")
+
+
 def test_a_provider_that_cannot_be_read_keeps_the_others_indices() -> None:
     """providers[0] is not a mapping: providers[1]'s errors still carry index 1."""
     document = config_document("postgresql://127.0.0.1:9/x", "http://127.0.0.1:9")

@@ -118,7 +118,10 @@ def _collect(
     """The config ``document`` describes, every error noted in ``problems`` (a key in error
     takes its default, so the other keys are still read and checked)."""
     check = problems.check
-    root: dict[str, Any] = check(lambda: validate.mapping(document, "(top level)"), {})
+    if not isinstance(document, dict):  # nothing else to read: its one error
+        problems.add(f"(top level): expected a mapping of keys, got {validate.kind(document)}")
+        problems.raise_any(str(source) if source is not None else "the config")
+    root: dict[str, Any] = document
     check(lambda: validate.only_keys(root, "", _TOP_KEYS), None)
     section = problems.section
     read = validate.Reader(env)

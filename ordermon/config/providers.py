@@ -121,11 +121,11 @@ def collect(
     kind_keys = _KIND_KEYS[kind] if kind else set().union(*_KIND_KEYS.values())
     check(lambda: validate.only_keys(doc, key, _COMMON | kind_keys), None)
 
-    def text(name: str, default: str | None = None, kinds: tuple[str, ...] = ()) -> str:
-        """The string at ``name``; "" when in error, or when ``kinds`` do not have it."""
+    def text(field: str, default: str | None = None, kinds: tuple[str, ...] = ()) -> str:
+        """The string at ``field``; "" when in error, or when ``kinds`` do not have it."""
         if kinds and kind not in kinds:
             return ""
-        return check(lambda: read.string(doc.get(name, default), f"{key}.{name}"), "")
+        return check(lambda: read.string(doc.get(field, default), f"{key}.{field}"), "")
 
     twenty = _seconds(20)
     timeout = check(
