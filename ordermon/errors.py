@@ -12,9 +12,16 @@ class OrdermonError(Exception):
 
 
 class ConfigError(OrdermonError):
-    """The configuration file or an option is wrong; the message names the key."""
+    """The configuration file or an option is wrong; the message names the key. One error may
+    carry several ``problems`` (one line each, every one naming its key) and a count of
+    ``more`` not kept, so that one run reports all of a file's errors."""
 
     exit_code = 2
+
+    def __init__(self, message: str, problems: tuple[str, ...] = (), more: int = 0) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
+        self.more = more
 
 
 class UsageError(OrdermonError):

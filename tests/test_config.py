@@ -1,6 +1,7 @@
 """Loading and validating the configuration."""
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +25,59 @@ def _doc(**overrides: Any) -> dict[str, Any]:
     return config_document("postgresql://localhost/shop", "http://127.0.0.1:9", **overrides)
 
 
-def test_example_config_loads() -> None:
-    """config.example.yaml documents every key and stays loadable."""
-    env = {
-        "ALAYA_SIFRE": "x",
-        "BARAKAT_TOKEN": "b",
-        "SISTER_TOKEN": "s",
-        "GIFTCARDS_TOKEN": "g",
-        "ORDERMON_PING_URL": "https://hc-ping.example/abc",
-        "ORDERMON_WEBHOOK_SECRET": "0123456789abcdef0123",
-    }
-    cfg = config.load(ROOT / "config.example.yaml", env)
-    assert [p.kind for p in cfg.providers] == ["znet", "barakat", "internal", "json"]
+EXAMPLE_SECRETS = {"ALAYA_SIFRE": "x", "BARAKAT_TOKEN": "b"}
+# A commented-out line of YAML: "#", then the line at its own indentation (an even number of
+# spaces); explanations have one or three spaces after the "#".
+_COMMENTED_KEY = re.compile(r"^#(  )*([a-z_]+:( |$)|- )")
+
+
+def uncommented(text: str) -> tuple[str, int]:
+    """``text`` with every commented-out block (from a commented key or list item down to the
+    next line that is not a comment) taken in, and how many blocks there were."""
+    lines, blocks, inside = [], 0, False
+    for line in text.split("\n"):
+        starts = bool(_COMMENTED_KEY.match(line))
+        blocks += starts and not inside
+        inside = line.startswith("#") and (inside or starts)
+        lines.append(line[1:] if inside else line)
+    return "\n".join(lines), blocks
+
+
+def test_example_config_loads_with_its_two_secrets() -> None:
+    """config.example.yaml, as shipped, loads with only the two providers' secrets set: every
+    optional section is there, commented out."""
+    cfg = config.load(ROOT / "config.example.yaml", EXAMPLE_SECRETS)
+    assert [(p.name, p.kind) for p in cfg.providers] == [("alaya", "znet"), ("barakat", "barakat")]
     assert cfg.providers[0].rate_limit == 10.0
     assert cfg.providers[1].rate_limit == 5.0 and cfg.providers[1].batch_size == 50
     assert cfg.providers[0].policy.max_delay == dt.timedelta(minutes=5)
     assert cfg.providers[0].policy.base_delay == dt.timedelta(seconds=30)
     assert cfg.sweep.lease == dt.timedelta(minutes=5)
     assert cfg.history_keep == dt.timedelta(days=30)
+    assert cfg.metrics_textfile is None and cfg.ping_url is None
+    assert cfg.notify.webhooks == () and cfg.notify.max_attempts == 12
+
+
+def test_example_config_commented_sections_load_when_taken_in(tmp_path: Path) -> None:
+    """Every commented-out section of the example (metrics, healthcheck, webhooks, two more
+    providers) is valid YAML at its place: uncommented, the whole file loads."""
+    text, blocks = uncommented((ROOT / "config.example.yaml").read_text())
+    assert blocks == 5
+    path = tmp_path / "full.yaml"
+    path.write_text(text)
+    env = {
+        **EXAMPLE_SECRETS,
+        "SISTER_TOKEN": "s",
+        "GIFTCARDS_TOKEN": "g",
+        "ORDERMON_PING_URL": "https://hc-ping.example/abc",
+        "ORDERMON_WEBHOOK_SECRET": "0123456789abcdef0123",
+    }
+    cfg = config.load(path, env)
+    kinds = [p.kind for p in cfg.providers]
+    assert kinds == ["znet", "barakat", "internal", "json"]
     assert cfg.ping_url == "https://hc-ping.example/abc" and cfg.ping_timeout == 2.0
-    assert cfg.metrics_textfile is not None
-    assert cfg.notify.webhooks[0].name == "backend" and cfg.notify.max_attempts == 12
+    assert cfg.metrics_textfile == Path("/var/lib/node_exporter/textfile_collector/ordermon.prom")
+    assert cfg.notify.webhooks[0].name == "backend"
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from ordermon import config, db, migrate
 from ordermon.dev import simulator
 from ordermon.sweep import runner, sweep
-from tests.conftest import add_order, add_user, config_document, run_cli, write_config
+from tests.conftest import (
+    add_order,
+    add_user,
+    config_document,
+    order_row,
+    run_cli,
+    write_config,
+)
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
@@ -59,6 +66,7 @@ def test_metrics_file_matches_the_database(
         sim.script(f"m{i}", step)
         add_order(conn, user, f"m{i}")
     textfile = tmp_path / "collector" / "ordermon.prom"
+    textfile.parent.mkdir()  # the operator's directory: ordermon never creates one
     config_path = write_config(
         tmp_path / "c.yaml", db_url, sim.url, metrics={"textfile": str(textfile)}
     )
@@ -86,6 +94,27 @@ def test_metrics_file_matches_the_database(
     assert abs(samples[("ordermon_last_success_timestamp_seconds", ())] - time.time()) < 60
     assert samples[("ordermon_oldest_waiting_age_seconds", ())] >= 59
     assert not list(textfile.parent.glob(".ordermon-*"))  # no temporary file left behind
+
+
+def test_a_missing_metrics_directory_is_a_warning_never_a_mkdir(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> None:
+    """metrics.textfile in a directory that does not exist: the sweep does its work, exits 0,
+    says on stderr which directory is missing, and creates nothing."""
+    user = add_user(conn)
+    sim.script("md1", "completed:P")
+    order = add_order(conn, user, "md1")
+    textfile = tmp_path / "node_exporter" / "textfile_collector" / "ordermon.prom"
+    config_path = write_config(
+        tmp_path / "c.yaml", db_url, sim.url, metrics={"textfile": str(textfile)}
+    )
+    result = run_cli("sweep", "--config", str(config_path))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"metrics.textfile: directory {textfile.parent} does not exist" in result.stderr
+    assert "no metrics written" in result.stderr
+    assert not (tmp_path / "node_exporter").exists()
+    assert order_row(conn, order)["externalStatus"] == "done"  # the sweep went on
 
 
 def test_health_pings_in_order(

@@ -1,7 +1,8 @@
 """Load the YAML configuration, substitute ``${VAR}`` secrets and validate every key.
 
-Every error names the key path (``providers[1].timeout: ...``) and exits with code 2. The
-result is a tree of frozen dataclasses; secrets are kept out of their ``repr``.
+Every error names the key path (``providers[1].timeout: ...``) and exits with code 2; one run
+reports all of a file's errors at once (at most `validate.MAX_ERRORS` lines, the rest counted).
+The result is a tree of frozen dataclasses; secrets are kept out of their ``repr``.
 """
 
 import dataclasses
@@ -12,19 +13,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ordermon import errors
 from ordermon.config import notify as notify_config
 from ordermon.config import providers as provider_config
-from ordermon.config import validate
+from ordermon.config import validate, yamlfile
 from ordermon.sweep import schedule
 
 SEARCH_PATH = (Path("ordermon.yaml"), Path("/etc/ordermon/config.yaml"))
 ON_FAILED_POLICIES = ("refund", "reject", "hold")
-MAX_BYTES = 1_000_000
-MAX_DEPTH = 50
+MAX_BYTES = yamlfile.MAX_BYTES
+MAX_DEPTH = yamlfile.MAX_DEPTH
 parse_duration = validate.duration
+parse_yaml = yamlfile.parse_yaml
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,208 +81,175 @@ def find_path(explicit: Path | None, env: Mapping[str, str]) -> Path:
 
 
 def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate the file at ``path``; raise ConfigError naming the offending key."""
+    """Read and validate the file at ``path``; raise one ConfigError listing every error,
+    each naming its key."""
     env = os.environ if env is None else env
-    document = parse_yaml(_read(path), path)
-    return parse(document if document is not None else {}, env, source=path)
-
-
-def _read(path: Path) -> str:
-    """The file's text, read at most MAX_BYTES (+1, to know it is longer) whatever it is: a
-    huge file, a growing one or an endless device costs nothing."""
-    too_large = f"{path}: the config file is larger than 1 MB; ordermon's needs a few kilobytes"
-    try:
-        with path.open("rb") as stream:
-            if os.fstat(stream.fileno()).st_size > MAX_BYTES:
-                raise errors.ConfigError(too_large)
-            data = stream.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise errors.ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    if len(data) > MAX_BYTES:
-        raise errors.ConfigError(too_large)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise errors.ConfigError(f"{path}: not UTF-8 text (at byte {exc.start})") from None
-
-
-class _Refused(Exception):
-    def __init__(self, problem: str, mark: Any) -> None:
-        super().__init__(problem)
-        self.problem, self.mark = problem, mark
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """YAML's safe loader without aliases (a 365-byte file of nested aliases expands to
-    gigabytes) and without nesting deeper than MAX_DEPTH (composing recurses per level)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.depth = 0
-        self.last_node: yaml.Node | None = None
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
-        if isinstance(event, yaml.AliasEvent):
-            raise _Refused("YAML aliases (*name) are not allowed in ordermon's config", event)
-        nests = isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent)
-        self.depth += nests
-        if self.depth > MAX_DEPTH:
-            raise _Refused(f"nested deeper than {MAX_DEPTH} levels", event)
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= nests
-
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        self.last_node = node  # where a value that cannot be built (a 5,000-digit int) is
-        return super().construct_object(node, deep)
-
-
-def parse_yaml(text: str, source: Path | None = None) -> Any:
-    """The YAML document in ``text``, read by the bounded loader; every failure, whatever it
-    is, a ConfigError of one short line."""
-    where = f"{source}: " if source is not None else ""
-    loader: _BoundedLoader | None = None
-    try:
-        loader = _BoundedLoader(text)  # refuses unprintable characters already
-        return loader.get_single_data()
-    except _Refused as exc:
-        raise errors.ConfigError(f"{where}{exc.problem}{_line(exc.mark)}") from None
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None)
-        detail = f" ({validate.cut(problem)})" if problem else ""
-        raise errors.ConfigError(f"{where}not valid YAML{_line(exc)}{detail}") from None
-    except (ValueError, TypeError, OverflowError):
-        at = _line(loader and loader.last_node)
-        raise errors.ConfigError(
-            f"{where}not valid YAML{at}: a value cannot be read (a number with thousands of "
-            "digits, or a date that does not exist)"
-        ) from None
-    except (RecursionError, MemoryError):
-        raise errors.ConfigError(f"{where}too large or too deeply nested to read") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-
-def _line(marked: Any) -> str:
-    mark = getattr(marked, "problem_mark", None) or getattr(marked, "start_mark", None)
-    return f" at line {mark.line + 1}" if mark is not None else ""
+    document, problems = yamlfile.load(yamlfile.read(path), path)
+    config = _collect(document if document is not None else {}, env, path, problems)
+    problems.raise_any(str(path))
+    return config
 
 
 def parse(document: Any, env: Mapping[str, str], source: Path | None = None) -> Config:
     """Validate an already parsed YAML document."""
-    root = validate.mapping(document, "(top level)")
-    validate.only_keys(
-        root,
-        "",
-        {
-            "database",
-            "timezone",
-            "schedule",
-            "sweep",
-            "on_failed",
-            "providers",
-            "history",
-            "metrics",
-            "healthcheck",
-            "notify",
-        },
-    )
+    problems = validate.Problems()
+    config = _collect(document, env, source, problems)
+    problems.raise_any(str(source) if source is not None else "the config")
+    return config
+
+
+_TOP_KEYS = {
+    "database",
+    "timezone",
+    "schedule",
+    "sweep",
+    "on_failed",
+    "providers",
+    "history",
+    "metrics",
+    "healthcheck",
+    "notify",
+}
+
+
+def _collect(
+    document: Any, env: Mapping[str, str], source: Path | None, problems: validate.Problems
+) -> Config:
+    """The config ``document`` describes, every error noted in ``problems`` (a key in error
+    takes its default, so the other keys are still read and checked)."""
+    check = problems.check
+    if not isinstance(document, dict):  # nothing else to read: its one error
+        problems.add(f"(top level): expected a mapping of keys, got {validate.kind(document)}")
+        problems.raise_any(str(source) if source is not None else "the config")
+    root: dict[str, Any] = document
+    check(lambda: validate.only_keys(root, "", _TOP_KEYS), None)
+    section = problems.section
     read = validate.Reader(env)
-    database = validate.mapping(root.get("database", {}), "database")
-    validate.only_keys(database, "database", {"url"})
-    url = env.get("ORDERMON_DATABASE_URL") or read.string(database.get("url"), "database.url")
-    timezone = read.string(root.get("timezone", "UTC"), "timezone")
-    try:
-        zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise errors.ConfigError(
-            f"timezone: unknown time zone {validate.quoted(timezone)}; use a name like "
-            "Europe/Istanbul or UTC"
-        ) from None
-    policy = provider_config.policy(root.get("schedule", {}), "schedule", schedule.Policy())
-    on_failed = validate.choice(root.get("on_failed", "refund"), "on_failed", ON_FAILED_POLICIES)
-    providers_doc = root.get("providers", [])
-    if not isinstance(providers_doc, list):
-        raise errors.ConfigError("providers: expected a list of providers")
-    providers = tuple(
-        provider_config.parse(item, f"providers[{index}]", policy, env)
-        for index, item in enumerate(providers_doc)
+    database = section(root.get("database", {}), "database", {"url"})
+    url = env.get("ORDERMON_DATABASE_URL") or check(
+        lambda: read.string(database.get("url"), "database.url"), ""
     )
-    _unique(providers, "id")
-    _unique(providers, "name")
-    sweep = _sweep(root.get("sweep", {}))
-    for index, provider in enumerate(providers):
-        if dt.timedelta(seconds=provider.timeout * 2) > sweep.lease:
-            raise errors.ConfigError(
+    timezone = check(lambda: _timezone(read.string(root.get("timezone", "UTC"), "timezone")), "UTC")
+    policy = provider_config.policy(
+        root.get("schedule", {}), "schedule", schedule.Policy(), problems
+    )
+    sweep = _sweep(root.get("sweep", {}), problems)
+    history = section(root.get("history", {}), "history", {"keep"})
+    month = dt.timedelta(days=30)
+    keep = check(
+        lambda: validate.positive_duration(history.get("keep"), "history.keep", month), month
+    )
+    metrics = section(root.get("metrics", {}), "metrics", {"textfile"})
+    textfile = check(
+        lambda: read.optional_string(metrics.get("textfile"), "metrics.textfile"), None
+    )
+    ping = section(root.get("healthcheck", {}), "healthcheck", {"ping_url", "timeout"})
+    ping_url = check(
+        lambda: _ping_url(read.optional_string(ping.get("ping_url"), "healthcheck.ping_url")), None
+    )
+    two = dt.timedelta(seconds=2)
+    ping_timeout = check(
+        lambda: validate.positive_duration(ping.get("timeout"), "healthcheck.timeout", two), two
+    )
+    notify = notify_config.collect(root.get("notify", {}), env, problems)
+    on_failed = check(
+        lambda: validate.choice(root.get("on_failed", "refund"), "on_failed", ON_FAILED_POLICIES),
+        "refund",
+    )
+    providers = _providers(root.get("providers", []), policy, env, problems)
+    for index, provider in providers:
+        too_long = dt.timedelta(seconds=provider.timeout * 2) > sweep.lease
+        if too_long and problems.clean(f"providers[{index}].timeout", "sweep.lease"):
+            problems.add(
                 f"providers[{index}].timeout: {provider.timeout:g}s is too long for "
                 f"sweep.lease ({sweep.lease.total_seconds():g}s); the lease must be at least "
                 "twice the longest provider timeout"
             )
-    history = validate.mapping(root.get("history", {}), "history")
-    validate.only_keys(history, "history", {"keep"})
-    metrics = validate.mapping(root.get("metrics", {}), "metrics")
-    validate.only_keys(metrics, "metrics", {"textfile"})
-    ping = validate.mapping(root.get("healthcheck", {}), "healthcheck")
-    validate.only_keys(ping, "healthcheck", {"ping_url", "timeout"})
-    ping_url = read.optional_string(ping.get("ping_url"), "healthcheck.ping_url")
-    if ping_url is not None and not ping_url.startswith(("http://", "https://")):
-        raise errors.ConfigError("healthcheck.ping_url: expected an http:// or https:// URL")
-    textfile = read.optional_string(metrics.get("textfile"), "metrics.textfile")
     return Config(
         url,
         timezone,
         policy,
         sweep,
         on_failed,
-        providers,
+        tuple(provider for _, provider in providers),
         source,
-        history_keep=validate.positive_duration(
-            history.get("keep"), "history.keep", dt.timedelta(days=30)
-        ),
+        history_keep=keep,
         metrics_textfile=Path(textfile) if textfile else None,
         ping_url=ping_url.rstrip("/") if ping_url else None,
-        ping_timeout=validate.positive_duration(
-            ping.get("timeout"), "healthcheck.timeout", dt.timedelta(seconds=2)
-        ).total_seconds(),
-        notify=notify_config.parse(root.get("notify", {}), env),
+        ping_timeout=ping_timeout.total_seconds(),
+        notify=notify,
     )
 
 
-def _sweep(document: Any) -> SweepConfig:
-    doc = validate.mapping(document, "sweep")
+def _timezone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise errors.ConfigError(
+            f"timezone: unknown time zone {validate.quoted(name)}; use a name like "
+            "Europe/Istanbul or UTC"
+        ) from None
+    return name
+
+
+def _ping_url(url: str | None) -> str | None:
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise errors.ConfigError("healthcheck.ping_url: expected an http:// or https:// URL")
+    return url
+
+
+def _providers(
+    document: Any, policy: schedule.Policy, env: Mapping[str, str], problems: validate.Problems
+) -> list[tuple[int, provider_config.ProviderConfig]]:
+    """Each provider that can be read, with its index in the list; two may not share an id
+    or a name."""
+    if not isinstance(document, list):
+        problems.add("providers: expected a list of providers")
+        return []
+    found: list[tuple[int, provider_config.ProviderConfig]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for index, item in enumerate(document):
+        if problems.full():
+            break
+        key = f"providers[{index}]"
+        provider = provider_config.collect(item, key, policy, env, problems)
+        if provider is None:
+            continue
+        found.append((index, provider))
+        for attribute in ("id", "name"):
+            value = getattr(provider, attribute)
+            if not problems.clean(f"{key}.{attribute}"):
+                continue
+            earlier = seen.setdefault((attribute, value), index)
+            if earlier != index:
+                problems.add(
+                    f"{key}.{attribute}: {validate.quoted(value)} is already used by "
+                    f"providers[{earlier}]"
+                )
+    return found
+
+
+def _sweep(document: Any, problems: validate.Problems) -> SweepConfig:
+    check = problems.check
     fields = {"batch_size", "concurrency", "lease", "soft_time_limit", "time_limit"}
-    validate.only_keys(doc, "sweep", fields)
+    doc = problems.section(document, "sweep", fields)
     default = SweepConfig()
+
+    def count(name: str, value: int) -> int:
+        return check(lambda: validate.integer(doc.get(name, value), f"sweep.{name}", 1), value)
+
+    def limit(name: str, value: dt.timedelta) -> dt.timedelta:
+        key = f"sweep.{name}"
+        return check(lambda: validate.positive_duration(doc.get(name), key, value), value)
+
     sweep = SweepConfig(
-        batch_size=validate.integer(
-            doc.get("batch_size", default.batch_size), "sweep.batch_size", 1
-        ),
-        concurrency=validate.integer(
-            doc.get("concurrency", default.concurrency), "sweep.concurrency", 1
-        ),
-        lease=validate.positive_duration(doc.get("lease"), "sweep.lease", default.lease),
-        soft_time_limit=validate.positive_duration(
-            doc.get("soft_time_limit"), "sweep.soft_time_limit", default.soft_time_limit
-        ),
-        time_limit=validate.positive_duration(
-            doc.get("time_limit"), "sweep.time_limit", default.time_limit
-        ),
+        batch_size=count("batch_size", default.batch_size),
+        concurrency=count("concurrency", default.concurrency),
+        lease=limit("lease", default.lease),
+        soft_time_limit=limit("soft_time_limit", default.soft_time_limit),
+        time_limit=limit("time_limit", default.time_limit),
     )
-    if sweep.soft_time_limit > sweep.time_limit:
-        raise errors.ConfigError("sweep.soft_time_limit: must not be longer than sweep.time_limit")
+    longer = sweep.soft_time_limit > sweep.time_limit
+    if longer and problems.clean("sweep.soft_time_limit", "sweep.time_limit"):
+        problems.add("sweep.soft_time_limit: must not be longer than sweep.time_limit")
     return sweep
-
-
-def _unique(providers: tuple[provider_config.ProviderConfig, ...], attribute: str) -> None:
-    seen: dict[str, int] = {}
-    for index, provider in enumerate(providers):
-        value = getattr(provider, attribute)
-        if value in seen:
-            raise errors.ConfigError(
-                f"providers[{index}].{attribute}: {validate.quoted(value)} is already used by "
-                f"providers[{seen[value]}]"
-            )
-        seen[value] = index

@@ -3,6 +3,7 @@
 import dataclasses
 import datetime as dt
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from ordermon import errors
@@ -32,86 +33,109 @@ class NotifyConfig:
     time_budget: dt.timedelta = dt.timedelta(seconds=20)
 
 
-def parse(document: Any, env: Any) -> NotifyConfig:
-    doc = validate.mapping(document, "notify")
-    keys = {f.name for f in dataclasses.fields(NotifyConfig)}
-    validate.only_keys(doc, "notify", keys)
+def parse(document: Any, env: Mapping[str, str]) -> NotifyConfig:
+    """The `notify:` section; one ConfigError listing all its errors."""
+    problems = validate.Problems()
+    config = collect(document, env, problems)
+    problems.raise_any()
+    return config
+
+
+def collect(document: Any, env: Mapping[str, str], problems: validate.Problems) -> NotifyConfig:
+    """The `notify:` section, every error noted in ``problems`` (a key in error takes its
+    default)."""
+    check = problems.check
+    doc = problems.section(document, "notify", {f.name for f in dataclasses.fields(NotifyConfig)})
     default = NotifyConfig()
     read = validate.Reader(env)
     channel = doc.get("pg_channel", default.pg_channel)
     if channel is not None:
-        channel = read.string(channel, "notify.pg_channel")
-        if not re.match(r"^[a-z_][a-z0-9_]{0,62}$", channel):
-            raise errors.ConfigError(
-                "notify.pg_channel: use lower-case letters, digits and _ (a PostgreSQL name)"
-            )
+        channel = check(lambda: _channel(read.string(channel, "notify.pg_channel")), None)
     include_pin = doc.get("include_pin", False)
     if not isinstance(include_pin, bool):
-        raise errors.ConfigError("notify.include_pin: expected true or false")
-    hooks_doc = doc.get("webhooks", [])
-    if not isinstance(hooks_doc, list):
-        raise errors.ConfigError("notify.webhooks: expected a list of webhooks")
-    webhooks = tuple(
-        _webhook(item, f"notify.webhooks[{i}]", read) for i, item in enumerate(hooks_doc)
-    )
-    names = [w.name for w in webhooks]
-    for index, name in enumerate(names):
-        if name in names[:index]:
-            raise errors.ConfigError(
-                f"notify.webhooks[{index}].name: {validate.quoted(name)} is used twice"
-            )
+        problems.add("notify.include_pin: expected true or false")
+        include_pin = False
+
+    def count(name: str, value: int) -> int:
+        return check(lambda: validate.integer(doc.get(name, value), f"notify.{name}", 1), value)
+
+    def duration(name: str, value: dt.timedelta) -> dt.timedelta:
+        key = f"notify.{name}"
+        return check(lambda: validate.positive_duration(doc.get(name), key, value), value)
+
     config = NotifyConfig(
         pg_channel=channel,
         include_pin=include_pin,
-        webhooks=webhooks,
-        max_attempts=validate.integer(
-            doc.get("max_attempts", default.max_attempts), "notify.max_attempts", 1
-        ),
-        retry_base_delay=validate.positive_duration(
-            doc.get("retry_base_delay"), "notify.retry_base_delay", default.retry_base_delay
-        ),
-        retry_max_delay=validate.positive_duration(
-            doc.get("retry_max_delay"), "notify.retry_max_delay", default.retry_max_delay
-        ),
-        concurrency=validate.integer(
-            doc.get("concurrency", default.concurrency), "notify.concurrency", 1
-        ),
-        time_budget=validate.positive_duration(
-            doc.get("time_budget"), "notify.time_budget", default.time_budget
-        ),
+        max_attempts=count("max_attempts", default.max_attempts),
+        retry_base_delay=duration("retry_base_delay", default.retry_base_delay),
+        retry_max_delay=duration("retry_max_delay", default.retry_max_delay),
+        concurrency=count("concurrency", default.concurrency),
+        time_budget=duration("time_budget", default.time_budget),
+        webhooks=_webhooks(doc.get("webhooks", []), read, problems),
     )
-    if config.retry_max_delay < config.retry_base_delay:
-        raise errors.ConfigError(
-            "notify.retry_max_delay: must not be shorter than retry_base_delay"
-        )
+    shorter = config.retry_max_delay < config.retry_base_delay
+    if shorter and problems.clean("notify.retry_base_delay", "notify.retry_max_delay"):
+        problems.add("notify.retry_max_delay: must not be shorter than retry_base_delay")
     return config
 
 
-def _webhook(document: Any, key: str, read: validate.Reader) -> Webhook:
-    doc = validate.mapping(document, key)
-    validate.only_keys(doc, key, {"name", "url", "secret", "events", "timeout"})
-    url = read.string(doc.get("url"), f"{key}.url")
-    if not url.startswith(("http://", "https://")):
-        raise errors.ConfigError(f"{key}.url: expected an http:// or https:// URL")
+def _channel(channel: str) -> str:
+    if not re.match(r"^[a-z_][a-z0-9_]{0,62}$", channel):
+        raise errors.ConfigError(
+            "notify.pg_channel: use lower-case letters, digits and _ (a PostgreSQL name)"
+        )
+    return channel
+
+
+def _webhooks(
+    document: Any, read: validate.Reader, problems: validate.Problems
+) -> tuple[Webhook, ...]:
+    if not isinstance(document, list):
+        problems.add("notify.webhooks: expected a list of webhooks")
+        return ()
+    webhooks: list[Webhook] = []
+    for index, item in enumerate(document):
+        if problems.full():
+            break
+        key = f"notify.webhooks[{index}]"
+        webhook = _webhook(item, key, read, problems)
+        if webhook is None:
+            continue
+        named = problems.clean(f"{key}.name")
+        if named and any(w.name == webhook.name for w in webhooks):
+            problems.add(f"{key}.name: {validate.quoted(webhook.name)} is used twice")
+        webhooks.append(webhook)
+    return tuple(webhooks)
+
+
+def _webhook(
+    document: Any, key: str, read: validate.Reader, problems: validate.Problems
+) -> Webhook | None:
+    check = problems.check
+    if not isinstance(document, dict):
+        problems.add(f"{key}: expected a mapping of keys, got {validate.kind(document)}")
+        return None
+    doc = problems.section(document, key, {"name", "url", "secret", "events", "timeout"})
+    url = check(lambda: read.string(doc.get("url"), f"{key}.url"), "")
+    if url and not url.startswith(("http://", "https://")):
+        problems.add(f"{key}.url: expected an http:// or https:// URL")
     events = doc.get("events", list(EVENT_TYPES))
     if not isinstance(events, list) or not events:
-        raise errors.ConfigError(f"{key}.events: expected a list of event types")
+        problems.add(f"{key}.events: expected a list of event types")
+        events = []
     for index, event in enumerate(events):
-        validate.choice(event, f"{key}.events[{index}]", EVENT_TYPES)
-    secret = read.string(doc.get("secret"), f"{key}.secret")
-    if len(secret) < 16:
-        raise errors.ConfigError(f"{key}.secret: use at least 16 characters")
-    name = read.string(doc.get("name"), f"{key}.name")
-    if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name):
-        raise errors.ConfigError(
-            f"{key}.name: use letters, digits, '.', '_' or '-' only (at most 64)"
-        )
+        where = f"{key}.events[{index}]"
+        check(lambda: validate.choice(event, where, EVENT_TYPES), None)  # noqa: B023 - called at once
+    secret = check(lambda: read.string(doc.get("secret"), f"{key}.secret"), "")
+    if secret and len(secret) < 16:
+        problems.add(f"{key}.secret: use at least 16 characters")
+    name = check(lambda: read.string(doc.get("name"), f"{key}.name"), "")
+    if name and not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name):
+        problems.add(f"{key}.name: use letters, digits, '.', '_' or '-' only (at most 64)")
+    five = dt.timedelta(seconds=5)
+    timeout = check(
+        lambda: validate.positive_duration(doc.get("timeout"), f"{key}.timeout", five), five
+    )
     return Webhook(
-        name=name,
-        url=url,
-        secret=secret,
-        events=tuple(events),
-        timeout=validate.positive_duration(
-            doc.get("timeout"), f"{key}.timeout", dt.timedelta(seconds=5)
-        ).total_seconds(),
+        name=name, url=url, secret=secret, events=tuple(events), timeout=timeout.total_seconds()
     )

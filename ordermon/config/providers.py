@@ -3,15 +3,17 @@
 import dataclasses
 import datetime as dt
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from ordermon import errors
-from ordermon.config import validate
+from ordermon.config import jsonkind, validate
 from ordermon.sweep import schedule
 
 KINDS = ("znet", "barakat", "apstore", "internal", "json")
-OUTCOME_WORDS = ("completed", "failed", "processing")
+OUTCOME_WORDS = jsonkind.OUTCOME_WORDS
+JsonSpec = jsonkind.JsonSpec
 _COMMON = {
     "id",
     "name",
@@ -33,6 +35,7 @@ _KIND_KEYS = {
     "json": {"url", "method", "headers", "status_path", "pin_path", "message_path", "statuses"},
 }
 _DEFAULT_PATH = {"znet": "/servis/pin_kontrol.php"}
+_FAILED = object()  # what a key in error reads as, where None is a value
 # The most ids one request may carry, by kind (internal: the other shop's limit).
 _MAX_BATCH = {"znet": 1, "json": 1, "internal": 50, "barakat": 500, "apstore": 500}
 
@@ -50,19 +53,6 @@ class PausePolicy:
         factor: int = 2 ** min(max(pauses, 0), 30)
         longer: dt.timedelta = self.cooldown * factor
         return min(longer, self.max_cooldown)
-
-
-@dataclasses.dataclass(frozen=True)
-class JsonSpec:
-    """The `json` kind: request and reply described entirely in the config."""
-
-    method: str
-    url: str = dataclasses.field(repr=False)
-    headers: tuple[tuple[str, str], ...] = dataclasses.field(repr=False)
-    status_path: str
-    pin_path: str | None
-    message_path: str | None
-    statuses: tuple[tuple[str, str], ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +74,7 @@ class ProviderConfig:
     sifre: str | None = dataclasses.field(default=None, repr=False)
     token: str | None = dataclasses.field(default=None, repr=False)
     tenant_host: str | None = None
-    json: JsonSpec | None = None
+    json: jsonkind.JsonSpec | None = None
     env_secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
 
     @property
@@ -124,136 +114,159 @@ def credential_hint(provider: ProviderConfig, index: int) -> str:
 
 
 def parse(
-    document: Any, key: str, default_policy: schedule.Policy, env: dict[str, str] | Any
+    document: Any, key: str, default_policy: schedule.Policy, env: Mapping[str, str]
 ) -> ProviderConfig:
-    doc = validate.mapping(document, key)
+    """The provider ``document`` describes; one ConfigError listing all its errors."""
+    problems = validate.Problems()
+    provider = collect(document, key, default_policy, env, problems)
+    problems.raise_any()
+    assert provider is not None
+    return provider
+
+
+def collect(
+    document: Any,
+    key: str,
+    default_policy: schedule.Policy,
+    env: Mapping[str, str],
+    problems: validate.Problems,
+) -> ProviderConfig | None:
+    """The provider ``document`` describes, every error noted in ``problems`` (a key in error
+    takes a stand-in value); None when it is not a mapping at all."""
+    check = problems.check
+    if not isinstance(document, dict):
+        problems.add(f"{key}: expected a mapping of keys, got {validate.kind(document)}")
+        return None
+    doc: dict[str, Any] = document
     read = validate.Reader(env)
-    kind = validate.choice(doc.get("kind"), f"{key}.kind", KINDS)
-    validate.only_keys(doc, key, _COMMON | _KIND_KEYS[kind])
-    timeout = validate.positive_duration(doc.get("timeout"), f"{key}.timeout", _seconds(20))
+    provider_id = check(lambda: read.string(doc.get("id"), f"{key}.id"), "")
+    name = check(lambda: read.string(doc.get("name"), f"{key}.name"), "")
+    kind = check(lambda: validate.choice(doc.get("kind"), f"{key}.kind", KINDS), "")
+    # An unknown kind: the keys of every kind are allowed, and none of them is read.
+    kind_keys = _KIND_KEYS[kind] if kind else set().union(*_KIND_KEYS.values())
+    check(lambda: validate.only_keys(doc, key, _COMMON | kind_keys), None)
+
+    def text(field: str, default: str | None = None, kinds: tuple[str, ...] = ()) -> str:
+        """The string at ``field``; "" when in error, or when ``kinds`` do not have it."""
+        if kinds and kind not in kinds:
+            return ""
+        return check(lambda: read.string(doc.get(field, default), f"{key}.{field}"), "")
+
+    twenty = _seconds(20)
+    timeout = check(
+        lambda: validate.positive_duration(doc.get("timeout"), f"{key}.timeout", twenty), twenty
+    )
     batch_default = 50 if kind in ("barakat", "apstore", "internal") else 1
-    batch_size = validate.integer(
-        doc.get("batch_size", batch_default), f"{key}.batch_size", 1, _MAX_BATCH[kind]
+    batch_size = check(
+        lambda: validate.integer(
+            doc.get("batch_size", batch_default), f"{key}.batch_size", 1, _MAX_BATCH.get(kind, 1)
+        ),
+        batch_default,
     )
     max_concurrency = doc.get("max_concurrency")
     if max_concurrency is not None:
-        max_concurrency = validate.integer(max_concurrency, f"{key}.max_concurrency", 1)
-    spec = _json_spec(doc, key, read) if kind == "json" else None
+        max_concurrency = check(
+            lambda: validate.integer(max_concurrency, f"{key}.max_concurrency", 1), None
+        )
+    spec = jsonkind.spec(doc, key, read, problems) if kind == "json" else None
+    base_url = ""
     if spec is not None:
-        base_url = _base_of(spec.url, f"{key}.url")
-    else:
-        base_url = _url(read.string(doc.get("base_url"), f"{key}.base_url"), f"{key}.base_url")
+        base_url = check(lambda: _base_of(spec.url, f"{key}.url"), "")
+    elif kind and kind != "json":
+        base_url = text("base_url")
+        base_url = check(lambda: _url(base_url, f"{key}.base_url"), "") if base_url else ""
+    proxy = None
+    if doc.get("proxy") is not None:
+        proxy = check(lambda: _url(read.string(doc["proxy"], f"{key}.proxy"), f"{key}.proxy"), None)
     provider = ProviderConfig(
-        id=read.string(doc.get("id"), f"{key}.id"),
-        name=read.string(doc.get("name"), f"{key}.name"),
+        id=provider_id,
+        name=name,
         kind=kind,
         base_url=base_url.rstrip("/"),
         timeout=timeout.total_seconds(),
-        max_reply_bytes=validate.integer(
-            doc.get("max_reply_bytes", 65536), f"{key}.max_reply_bytes", 256
+        max_reply_bytes=check(
+            lambda: validate.integer(
+                doc.get("max_reply_bytes", 65536), f"{key}.max_reply_bytes", 256
+            ),
+            65536,
         ),
-        policy=policy(doc.get("schedule", {}), f"{key}.schedule", default_policy),
+        policy=policy(doc.get("schedule", {}), f"{key}.schedule", default_policy, problems),
         max_concurrency=max_concurrency,
-        rate_limit=validate.rate(doc.get("rate_limit"), f"{key}.rate_limit"),
+        rate_limit=check(lambda: validate.rate(doc.get("rate_limit"), f"{key}.rate_limit"), None),
         batch_size=batch_size,
-        pause=_pause(doc.get("pause", {}), f"{key}.pause"),
-        proxy=_url(read.string(doc["proxy"], f"{key}.proxy"), f"{key}.proxy")
-        if doc.get("proxy") is not None
-        else None,
-        path="/"
-        + read.string(
-            doc.get("path", _DEFAULT_PATH.get(kind, "/client/api/check")), f"{key}.path"
-        ).lstrip("/"),
-        kod=read.string(doc.get("kod"), f"{key}.kod") if kind == "znet" else None,
-        sifre=read.string(doc.get("sifre"), f"{key}.sifre") if kind == "znet" else None,
-        token=read.string(doc.get("token"), f"{key}.token")
-        if kind in ("barakat", "apstore", "internal")
-        else None,
-        tenant_host=read.string(doc.get("tenant_host"), f"{key}.tenant_host")
-        if kind == "internal"
-        else None,
+        pause=_pause(doc.get("pause", {}), f"{key}.pause", problems),
+        proxy=proxy,
+        path="/" + text("path", _DEFAULT_PATH.get(kind, "/client/api/check")).lstrip("/"),
+        kod=text("kod", kinds=("znet",)) or None,
+        sifre=text("sifre", kinds=("znet",)) or None,
+        token=text("token", kinds=("barakat", "apstore", "internal")) or None,
+        tenant_host=text("tenant_host", kinds=("internal",)) or None,
         json=spec,
         env_secrets=tuple(read.substituted),
     )
-    if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", provider.name):
-        raise errors.ConfigError(
+    if problems.clean(f"{key}.name") and not re.match(r"^[A-Za-z0-9_.-]{1,64}$", provider.name):
+        problems.add(
             f"{key}.name: use letters, digits, '.', '_' or '-' only (at most 64), got "
             f"{validate.quoted(provider.name)}"
         )
     if len(provider.id) > 255:  # "providerId" is a varchar(255): a longer id matches nothing
-        raise errors.ConfigError(f"{key}.id: must be at most 255 characters")
+        problems.add(f"{key}.id: must be at most 255 characters")
     return provider
 
 
-def policy(document: Any, key: str, base: schedule.Policy) -> schedule.Policy:
-    doc = validate.mapping(document, key)
-    validate.only_keys(doc, key, {f.name for f in dataclasses.fields(schedule.Policy)})
+def policy(
+    document: Any, key: str, base: schedule.Policy, problems: validate.Problems
+) -> schedule.Policy:
+    check = problems.check
+    doc = problems.section(document, key, {f.name for f in dataclasses.fields(schedule.Policy)})
     changes: dict[str, Any] = {}
-    for name in ("first_check_after", "base_delay", "max_delay", "give_up_after"):
+
+    def change(name: str, read: Callable[[Any, str], Any]) -> None:
         if name in doc:
-            changes[name] = validate.duration(doc[name], f"{key}.{name}")
-    if "factor" in doc:
-        changes["factor"] = validate.number(doc["factor"], f"{key}.factor", 1.0, 100.0)
-    if "jitter" in doc:
-        changes["jitter"] = validate.number(doc["jitter"], f"{key}.jitter", 0.0, 0.99)
-    if "max_attempts" in doc:
-        attempts = doc["max_attempts"]
-        changes["max_attempts"] = (
-            None if attempts is None else validate.integer(attempts, f"{key}.max_attempts", 1)
-        )
+            value = check(lambda: read(doc[name], f"{key}.{name}"), _FAILED)
+            if value is not _FAILED:
+                changes[name] = value
+
+    for name in ("first_check_after", "base_delay", "max_delay", "give_up_after"):
+        change(name, validate.duration)
+    change("factor", lambda value, where: validate.number(value, where, 1.0, 100.0))
+    change("jitter", lambda value, where: validate.number(value, where, 0.0, 0.99))
+    change(
+        "max_attempts",
+        lambda value, where: None if value is None else validate.integer(value, where, 1),
+    )
     policy = dataclasses.replace(base, **changes)
-    if policy.max_delay < policy.base_delay:
-        raise errors.ConfigError(f"{key}.max_delay: must not be shorter than base_delay")
-    if policy.give_up_after <= dt.timedelta(0):
-        raise errors.ConfigError(f"{key}.give_up_after: must be longer than 0s")
+    if problems.clean(key, "schedule"):  # both delays known, the inherited ones too
+        if policy.max_delay < policy.base_delay:
+            problems.add(f"{key}.max_delay: must not be shorter than base_delay")
+        if policy.give_up_after <= dt.timedelta(0):
+            problems.add(f"{key}.give_up_after: must be longer than 0s")
     return policy
 
 
-def _pause(document: Any, key: str) -> PausePolicy:
-    doc = validate.mapping(document, key)
-    validate.only_keys(doc, key, {"after_failures", "cooldown", "max_cooldown"})
+def _pause(document: Any, key: str, problems: validate.Problems) -> PausePolicy:
+    check = problems.check
+    doc = problems.section(document, key, {"after_failures", "cooldown", "max_cooldown"})
     default = PausePolicy()
+
+    def duration(name: str, value: dt.timedelta) -> dt.timedelta:
+        read = validate.positive_duration
+        return check(lambda: read(doc.get(name), f"{key}.{name}", value), value)
+
     pause = PausePolicy(
-        after_failures=validate.integer(
-            doc.get("after_failures", default.after_failures), f"{key}.after_failures", 1
+        after_failures=check(
+            lambda: validate.integer(
+                doc.get("after_failures", default.after_failures), f"{key}.after_failures", 1
+            ),
+            default.after_failures,
         ),
-        cooldown=validate.positive_duration(
-            doc.get("cooldown"), f"{key}.cooldown", default.cooldown
-        ),
-        max_cooldown=validate.positive_duration(
-            doc.get("max_cooldown"), f"{key}.max_cooldown", default.max_cooldown
-        ),
+        cooldown=duration("cooldown", default.cooldown),
+        max_cooldown=duration("max_cooldown", default.max_cooldown),
     )
-    if pause.max_cooldown < pause.cooldown:
-        raise errors.ConfigError(f"{key}.max_cooldown: must not be shorter than cooldown")
+    shorter = pause.max_cooldown < pause.cooldown
+    if shorter and problems.clean(f"{key}.cooldown", f"{key}.max_cooldown"):
+        problems.add(f"{key}.max_cooldown: must not be shorter than cooldown")
     return pause
-
-
-def _json_spec(doc: dict[str, Any], key: str, read: validate.Reader) -> JsonSpec:
-    url = read.string(doc.get("url"), f"{key}.url")
-    if "{reference}" not in url:
-        raise errors.ConfigError(f"{key}.url: must contain {{reference}} where the id goes")
-    headers_doc = validate.mapping(doc.get("headers", {}), f"{key}.headers")
-    headers = tuple(
-        (str(name), read.string(value, f"{key}.headers.{validate.cut(name)}"))
-        for name, value in headers_doc.items()
-    )
-    statuses_doc = validate.mapping(doc.get("statuses"), f"{key}.statuses")
-    if not statuses_doc:
-        raise errors.ConfigError(f"{key}.statuses: map at least one status word to an outcome")
-    statuses = tuple(
-        (str(word), validate.choice(outcome, f"{key}.statuses.{validate.cut(word)}", OUTCOME_WORDS))
-        for word, outcome in statuses_doc.items()
-    )
-    return JsonSpec(
-        method=validate.choice(doc.get("method", "GET"), f"{key}.method", ("GET", "POST")),
-        url=url,
-        headers=headers,
-        status_path=read.string(doc.get("status_path"), f"{key}.status_path"),
-        pin_path=read.optional_string(doc.get("pin_path"), f"{key}.pin_path"),
-        message_path=read.optional_string(doc.get("message_path"), f"{key}.message_path"),
-        statuses=statuses,
-    )
 
 
 def _url(value: str, key: str) -> str:

@@ -6,10 +6,12 @@ characters, control characters escaped, so no config file makes a long or raw me
 import datetime as dt
 import re
 import reprlib
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from ordermon import errors
+
+T = TypeVar("T")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -25,6 +27,10 @@ _SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict = 3, 6, 6
 _SHORT_REPR.maxstring = _SHORT_REPR.maxother = ECHO
 MAX_DURATION = dt.timedelta(days=3650)
 MAX_INTEGER = 2**31 - 1  # PostgreSQL's integer: every count ordermon keeps fits in one
+# A report lists at most this many errors, in at most about MAX_REPORT characters; the rest are
+# counted ("and 9950 more"): a hostile file cannot flood the terminal or cron's mail.
+MAX_ERRORS = 50
+MAX_REPORT = 3500
 
 
 def quoted(value: Any) -> str:
@@ -44,6 +50,96 @@ def cut(text: Any) -> str:
     return shown if len(shown) <= ECHO and len(whole) <= ECHO else shown[:ECHO] + "…"
 
 
+class Problems:
+    """Every error found in a config, so that one run reports them all. Each message starts
+    with its key (``providers[0].sifre: ...``); a key with an error is remembered, so the
+    checks that compare it with another key can wait until it can be read (`clean`). Past
+    MAX_ERRORS, errors are only counted, and no such check runs any more: what a hostile file
+    costs stays bounded."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+        self.more = 0
+        self._keys: set[str] = set()  # the keys in error
+        self._above: set[str] = set()  # those keys and every key above them
+        self.stopped = False  # entries of a list left unread: the list of errors was full
+
+    def full(self) -> bool:
+        """MAX_ERRORS errors found: a list's remaining entries need not be read (a file of
+        100,000 broken providers would cost seconds more, to show nothing more)."""
+        self.stopped = self.stopped or len(self.found) >= MAX_ERRORS
+        return self.stopped
+
+    def add(self, message: str) -> None:
+        if len(self.found) >= MAX_ERRORS:
+            self.more += 1
+            return
+        self.found.append(message)
+        key = message.split(": ", 1)[0]
+        self._keys.add(key)
+        self._above.update(_and_above(key))
+
+    def check(self, read: Callable[[], T], fallback: T) -> T:
+        """What ``read`` returns, or ``fallback`` once its ConfigError is noted."""
+        try:
+            return read()
+        except errors.ConfigError as exc:
+            for problem in exc.problems:
+                self.add(problem)
+            self.more += exc.more
+            return fallback
+
+    def section(self, value: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+        """The mapping at ``key`` ({} when it is not one), its unknown keys noted."""
+        doc: dict[str, Any] = self.check(lambda: mapping(value, key), {})
+        self.check(lambda: only_keys(doc, key, allowed), None)
+        return doc
+
+    def clean(self, *keys: str) -> bool:
+        """No error at any of ``keys``, above them or below them (and the list not full)."""
+        if self.more:
+            return False
+        return not any(
+            key in self._above or any(k in self._keys for k in _and_above(key)) for key in keys
+        )
+
+    def raise_any(self, where: str = "the config") -> None:
+        if self.found:
+            found = tuple(self.found)
+            message = summary(found, self.more, where, stopped=self.stopped)
+            raise errors.ConfigError(message, found, self.more)
+
+
+_STEP = re.compile(r"[.\[]")
+
+
+def _and_above(key: str) -> list[str]:
+    """``providers[0].schedule``, ``providers[0]``, ``providers``: the key and its parents."""
+    return [key[: m.start()] for m in _STEP.finditer(key) if m.start()] + [key]
+
+
+def summary(problems: tuple[str, ...], more: int, where: str, stopped: bool = False) -> str:
+    """One problem alone as its own line; several as a count, then one line each, at most
+    MAX_ERRORS lines and about MAX_REPORT characters."""
+    if len(problems) == 1 and not more and not stopped:
+        return problems[0]
+    lines, size = [], 0
+    for problem in problems[:MAX_ERRORS]:
+        size += len(problem) + 3
+        if size > MAX_REPORT:
+            break
+        lines.append(f"  {problem}")
+    hidden = len(problems) + more - len(lines)
+    if stopped:
+        at_least = "at least "
+        tail = [f"  and at least {hidden} more (reading stopped after {MAX_ERRORS} errors)"]
+    else:
+        at_least = ""
+        tail = [f"  and {hidden} more"] if hidden else []
+    total = len(problems) + more
+    return "\n".join([f"{where} has {at_least}{total} errors:", *lines, *tail])
+
+
 class Reader:
     """Reads values out of the YAML tree, substituting ``${VAR}`` from the environment and
     remembering every substituted value: those are secrets, redacted wherever they could show."""
@@ -58,15 +154,21 @@ class Reader:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise errors.ConfigError(f"{key}: expected a string, got {kind(value)}")
 
+        unset = [cut(name) for name in _ENV_VAR.findall(str(value)) if name not in self.env]
+        if unset:
+            every = list(dict.fromkeys(unset))  # each once
+            names = every[:5]  # a hostile value names thousands
+            if len(names) == 1:
+                said = f"environment variable {names[0]} is not set"
+            else:
+                said = f"environment variables {', '.join(names)} are not set"
+            others = f" and {len(every) - 5} more" if len(every) > 5 else ""
+            refs = ", ".join("${" + name + "}" for name in names)
+            raise errors.ConfigError(f"{key}: {said} (referenced as {refs}{others})")
+
         def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in self.env:
-                raise errors.ConfigError(
-                    f"{key}: environment variable {cut(name)} is not set "
-                    f"(referenced as ${{{cut(name)}}})"
-                )
-            self.substituted.append(self.env[name])
-            return self.env[name]
+            self.substituted.append(self.env[match.group(1)])
+            return self.env[match.group(1)]
 
         text = _ENV_VAR.sub(substitute, str(value))
         if not text.strip():
@@ -90,12 +192,16 @@ def mapping(value: Any, key: str) -> dict[str, Any]:
 
 
 def only_keys(doc: Mapping[str, Any], key: str, allowed: set[str]) -> None:
-    for name in doc:
-        if name not in allowed:
-            where = f"{key}.{cut(name)}" if key else cut(name)
-            raise errors.ConfigError(
-                f"{where}: unknown key (expected one of: {', '.join(sorted(allowed))})"
-            )
+    """Every key of ``doc`` is one of ``allowed``; else one problem per unknown key."""
+    unknown = [name for name in doc if name not in allowed]
+    if not unknown:
+        return
+    expected = ", ".join(sorted(allowed))
+    problems = tuple(
+        f"{key + '.' if key else ''}{cut(name)}: unknown key (expected one of: {expected})"
+        for name in unknown[:MAX_ERRORS]
+    )
+    raise errors.ConfigError(problems[0], problems, max(len(unknown) - MAX_ERRORS, 0))
 
 
 def choice(value: Any, key: str, choices: tuple[str, ...]) -> str:

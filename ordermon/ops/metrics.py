@@ -81,8 +81,8 @@ def run_checks(conn: db.Connection, run_id: int, names: dict[str, str]) -> list[
 
 
 def write(path: Path, text: str) -> None:
-    """Replace ``path`` atomically: the collector never reads half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Replace ``path`` atomically: the collector never reads half a file. Its directory is
+    the operator's: never created here."""
     handle, temporary = tempfile.mkstemp(prefix=".ordermon-", suffix=".prom.tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:

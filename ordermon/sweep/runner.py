@@ -82,6 +82,13 @@ def _write_metrics(
     from ordermon.ops import metrics, status
 
     assert cfg.metrics_textfile is not None
+    directory = cfg.metrics_textfile.parent
+    if not directory.is_dir():  # the operator's to create: ordermon makes no directory
+        report.problems.append(
+            f"metrics.textfile: directory {directory} does not exist, so no metrics written; "
+            "create it (node_exporter's textfile collector directory) or change metrics.textfile"
+        )
+        return
     figures = status.gather(conn, cfg, now, runs=0)
     names = {p.id: p.name for p in cfg.providers}
     text = metrics.render(
