@@ -281,3 +281,50 @@ def test_uncommenting_every_block_asks_for_every_secret(tmp_path: Path) -> None:
             "ORDERMON_WEBHOOK_SECRET",
         ]
     )
+
+
+# A value substituted from the environment is a secret wherever it lands: an error that would
+# echo it (a bad provider name, an id already used, a bad URL) hides it.
+SECRET_ECHOES = """\
+database:
+  url: postgresql://127.0.0.1:9/shop
+providers:
+  - id: ${SHOP_SECRET}
+    name: ${SHOP_SECRET}
+    kind: znet
+    base_url: http://127.0.0.1:9
+    kod: "4711"
+    sifre: x
+  - id: ${SHOP_SECRET}
+    name: second
+    kind: znet
+    base_url: http://127.0.0.1:9
+    kod: "4711"
+    sifre: x
+healthcheck:
+  ping_url: ${SHOP_SECRET}
+"""
+
+
+def test_no_error_echoes_a_value_from_the_environment(tmp_path: Path) -> None:
+    secret = "s3cr3t value!"
+    path = tmp_path / "c.yaml"
+    path.write_text(SECRET_ECHOES)
+    result = run_cli("sweep", "--config", str(path), env={"SHOP_SECRET": secret})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "providers[0].name:" in result.stderr  # the errors are still there, keys named
+    assert "providers[1].id:" in result.stderr
+    assert secret not in result.stderr and secret not in result.stdout
+    assert "s3cr3t" not in result.stderr
+
+
+def test_a_ping_url_with_user_info_is_refused_without_echoing_it() -> None:
+    document = config_document("postgresql://127.0.0.1:9/shop", "http://127.0.0.1:9")
+    document["healthcheck"] = {"ping_url": "https://user:pa55word@hc-ping.example/abc"}
+    with pytest.raises(errors.ConfigError) as caught:
+        config.parse(document, {})
+    message = str(caught.value)
+    assert message.startswith("healthcheck.ping_url: ")
+    assert "user info" in message
+    assert "pa55word" not in message and "abc" not in message

@@ -86,7 +86,7 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     document, problems = yamlfile.load(yamlfile.read(path), path)
     config = _collect(document if document is not None else {}, env, path, problems)
-    problems.raise_any(str(path))
+    problems.raise_any(str(path), validate.referenced(document, env))
     return config
 
 
@@ -94,7 +94,8 @@ def parse(document: Any, env: Mapping[str, str], source: Path | None = None) -> 
     """Validate an already parsed YAML document."""
     problems = validate.Problems()
     config = _collect(document, env, source, problems)
-    problems.raise_any(str(source) if source is not None else "the config")
+    where = str(source) if source is not None else "the config"
+    problems.raise_any(where, validate.referenced(document, env))
     return config
 
 
@@ -195,6 +196,12 @@ def _timezone(name: str) -> str:
 def _ping_url(url: str | None) -> str | None:
     if url is not None and not url.startswith(("http://", "https://")):
         raise errors.ConfigError("healthcheck.ping_url: expected an http:// or https:// URL")
+    if url is not None and "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        # urllib sends no user info from a URL: the pings would fail, every one of them.
+        raise errors.ConfigError(
+            "healthcheck.ping_url: user info (user:password@) in the URL is not sent; put "
+            "the check's token in the path, as healthchecks.io does"
+        )
     return url
 
 

@@ -6,7 +6,7 @@ characters, control characters escaped, so no config file makes a long or raw me
 import datetime as dt
 import re
 import reprlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from ordermon import errors
@@ -31,6 +31,9 @@ MAX_INTEGER = 2**31 - 1  # PostgreSQL's integer: every count ordermon keeps fits
 # counted ("and 9950 more"): a hostile file cannot flood the terminal or cron's mail.
 MAX_ERRORS = 50
 MAX_REPORT = 3500
+# Shorter values from the environment are not hidden in errors: hiding "1" or "on" would
+# garble every message, and such a value is no secret.
+MIN_SECRET = 3
 
 
 def quoted(value: Any) -> str:
@@ -103,11 +106,39 @@ class Problems:
             key in self._above or any(k in self._keys for k in _and_above(key)) for key in keys
         )
 
-    def raise_any(self, where: str = "the config") -> None:
+    def raise_any(self, where: str = "the config", secrets: Iterable[str] = ()) -> None:
+        """Raise the errors found, every value in ``secrets`` (what ``${VAR}`` stood for)
+        hidden: a check that echoes a value cannot know it came from the environment."""
         if self.found:
-            found = tuple(self.found)
+            found = tuple(hide(problem, secrets) for problem in self.found)
             message = summary(found, self.more, where, stopped=self.stopped)
             raise errors.ConfigError(message, found, self.more)
+
+
+def hide(message: str, secrets: Iterable[str]) -> str:
+    # Longest first, so a secret inside another is not left half shown.
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        shown = {secret, repr(secret)[1:-1]}  # as written, and as quoted() escapes it
+        for form in sorted(shown, key=len, reverse=True):
+            if len(form) >= MIN_SECRET:
+                message = message.replace(form, "***")
+    return message
+
+
+def referenced(document: Any, env: Mapping[str, str]) -> set[str]:
+    """The values the ``${VAR}``s anywhere in ``document`` stand for."""
+    found: set[str] = set()
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            found.update(env[name] for name in _ENV_VAR.findall(value) if name in env)
+    return found
 
 
 _STEP = re.compile(r"[.\[]")
