@@ -95,20 +95,7 @@ def _config(url: str, fast: str, slow: str, flaky: str) -> config.Config:
         "providers": [
             provider("fast", "znet", base_url=fast, kod=KOD, sifre=SIFRE),
             provider("slow", "barakat", base_url=slow, token=TOKEN, batch_size=4),
-            provider(
-                "flaky",
-                "json",
-                url=flaky + "/json/orders/{reference}",
-                headers={"Authorization": f"Bearer {TOKEN}"},
-                status_path="result.state",
-                pin_path="result.code",
-                message_path="result.info",
-                statuses={
-                    "DELIVERED": "completed",
-                    "CANCELLED": "failed",
-                    "IN_PROGRESS": "processing",
-                },
-            ),
+            provider("flaky", "json", **simulator.json_provider_keys(flaky, TOKEN)),
             provider(
                 "down",
                 "znet",

@@ -125,19 +125,7 @@ def snippet(url: str) -> str:
             provider("barakat", base_url=url, token=TOKEN),
             provider("apstore", base_url=url, token=TOKEN),
             provider("internal", base_url=url, token=TOKEN, tenant_host=TENANT_HOST),
-            provider(
-                "json",
-                url=url + simulator.JSON_PREFIX + "{reference}",
-                headers={"Authorization": f"Bearer {TOKEN}"},
-                status_path="result.state",
-                pin_path="result.code",
-                message_path="result.info",
-                statuses={
-                    "DELIVERED": "completed",
-                    "CANCELLED": "failed",
-                    "IN_PROGRESS": "processing",
-                },
-            ),
+            provider("json", **simulator.json_provider_keys(url, TOKEN)),
         ]
     }
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)

@@ -36,6 +36,18 @@ CHECK_PATH = "/client/api/check"
 JSON_PREFIX = "/json/orders/"
 
 
+def json_provider_keys(base_url: str, token: str) -> dict[str, Any]:
+    """The keys of a `json` provider that speaks this simulator's own JSON dialect."""
+    return {
+        "url": base_url + JSON_PREFIX + "{reference}",
+        "headers": {"Authorization": f"Bearer {token}"},
+        "status_path": "result.state",
+        "pin_path": "result.code",
+        "message_path": "result.info",
+        "statuses": {"DELIVERED": "completed", "CANCELLED": "failed", "IN_PROGRESS": "processing"},
+    }
+
+
 @dataclasses.dataclass(frozen=True)
 class Request:
     kind: str
