@@ -156,3 +156,15 @@ def test_requeued_and_unknown_rows_are_said(
     text, _ = _show(order, setup["config"])
     assert "1 check: 0 counted, 1 not known" in _dispatch_line(text)
     assert _marks(text) == ["not known"]
+
+
+def test_show_says_what_a_person_reads_never_python_words(
+    conn: db.Connection, setup: dict[str, Any]
+) -> None:
+    """An order nobody has checked yet: its NULL columns are "-", its flags yes/no."""
+    order = add_order(conn, setup["user"], reference="N-1")
+    text, picture = _show(order, setup["config"])
+    assert picture["order"]["last_sync_at"] is None  # NULL in the database, null in JSON
+    words = set(re.findall(r"\b\w+\b", text))
+    assert not words & {"None", "False", "True"}, text
+    assert re.search(r"^\s*pin stored\s+no\s*$", text, re.M), text

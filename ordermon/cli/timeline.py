@@ -21,6 +21,15 @@ _MARKS = {
 }
 
 
+def _column(key: str, value: Any) -> str:
+    """A column as a person reads it: a time in the configured zone, "-" for NULL, yes/no."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return render.when(value) if key in _TIMES else str(value)
+
+
 def order_view(picture: dict[str, Any]) -> None:
     from rich.text import Text
 
@@ -30,7 +39,7 @@ def order_view(picture: dict[str, Any]) -> None:
     summary = tables.table(title, ("", ""), show_header=False, box=None)
     for key in _ORDER_KEYS:
         value = order.get(key)
-        shown = render.when(value) if key in _TIMES and value else str(value)
+        shown = _column(key, value)
         summary.add_row(key.replace("_", " "), render.cell(shown))
     if picture["refund"]:
         refund = picture["refund"]
@@ -54,7 +63,7 @@ def order_view(picture: dict[str, Any]) -> None:
         cells = (
             render.when(attempt["checked_at"]),
             attempt["provider"],
-            str(attempt["latency_ms"]),
+            "-" if attempt["latency_ms"] is None else str(attempt["latency_ms"]),
             str(attempt["http_status"] or "-"),
             attempt["outcome"],
             attempt["applied"] or "",
