@@ -1,6 +1,7 @@
 """`ordermon demo` runs the whole loop with no setup and cleans up after itself."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +20,14 @@ def test_demo_settles_every_order(tmp_path: Path) -> None:
     result = run_cli("demo", "--orders", "20", env={"TMPDIR": str(tmp_path)}, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     assert time.monotonic() - started < 120  # generous: the demo aims at well under a minute
-    out = " ".join(result.stdout.split())  # rich wraps lines at the terminal width
+    # Off a terminal the demo's text is plain and complete, like every table of ordermon's:
+    # no box drawing, no word cut at 80 columns, no trailing blanks.
+    assert not set(result.stdout) & set("┏━┳┃│┡╇└┘─"), result.stdout[:2000]
+    assert all(line == line.rstrip() for line in result.stdout.splitlines())
+    lines = result.stdout.splitlines()
+    assert any("20 orders dispatched to four simulated providers" in line for line in lines)
+    assert any(re.search(r"\bdelivered\b", line) for line in lines)
+    out = " ".join(result.stdout.split())
     assert "20 orders dispatched to four simulated providers" in out
     assert "20 enrolled" in out
     assert "2 superseded" in out and "2 expired" in out

@@ -52,10 +52,11 @@ class _TrimmedLines:
         return False
 
 
-def console() -> "Console":
+def console(markup: bool = False) -> "Console":
+    """The console for stdout; ``markup`` only for ordermon's own words (the demo's)."""
     from rich.console import Console
 
-    options: dict[str, Any] = {"markup": False, "emoji": False, "highlight": False}
+    options: dict[str, Any] = {"markup": markup, "emoji": False, "highlight": False}
     if on_terminal():
         return Console(**options)
     return Console(

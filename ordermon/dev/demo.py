@@ -45,11 +45,11 @@ def run(order_count: int) -> None:
     import signal
     import sys
 
-    from rich.console import Console
+    from ordermon.cli import tables
 
     # SIGTERM ends the demo as Ctrl-C does: on the way out its private PostgreSQL is stopped.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    console = Console()
+    console = tables.console(markup=True)  # plain and complete off a terminal
     with contextlib.ExitStack() as stack:
         console.print("[bold]ordermon demo[/]: starting a private PostgreSQL ...")
         # Stopped, and exited, before its directory goes and before the demo returns.
@@ -191,7 +191,9 @@ def _settled(conn: db.Connection) -> bool:
 
 
 def _table(conn: db.Connection, orders: list[Any]) -> Any:
-    from rich.table import Table
+    from rich.text import Text
+
+    from ordermon.cli import tables
 
     rows = {
         r["id"]: r
@@ -204,18 +206,8 @@ def _table(conn: db.Connection, orders: list[Any]) -> Any:
                                 WHERE x.order_id = o.id)"""
         )
     }
-    table = Table(title="orders")
-    for column in (
-        "no",
-        "provider",
-        "scripted fate",
-        "status",
-        "external",
-        "ordermon",
-        "checks",
-        "PIN",
-    ):
-        table.add_column(column, overflow="fold")
+    columns = ("no", "provider", "scripted fate", "status", "external", "ordermon", "checks")
+    table = tables.table(Text("orders"), (*columns, "PIN"))
     colours = {"approved": "green", "rejected": "red", "pending": "yellow"}
     for order in orders:
         row = rows[order["id"]]
