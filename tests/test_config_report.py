@@ -328,3 +328,26 @@ def test_a_ping_url_with_user_info_is_refused_without_echoing_it() -> None:
     assert message.startswith("healthcheck.ping_url: ")
     assert "user info" in message
     assert "pa55word" not in message and "abc" not in message
+
+
+def test_a_short_lease_under_several_providers_is_one_error_on_the_lease() -> None:
+    """sweep.lease 10s under three providers' default 20s timeouts: the mistake is the lease,
+    said once, with what would do."""
+    document = config_document("postgresql://127.0.0.1:9/x", "http://127.0.0.1:9")
+    first = document["providers"][0]
+    document["providers"] = [dict(first, id=f"p{n}", name=f"p{n}", timeout="20s") for n in range(3)]
+    document["sweep"]["lease"] = "10s"
+    assert _problems(document) == (
+        "sweep.lease: 10s is shorter than twice the timeout of providers[0], providers[1], "
+        "providers[2] (the longest 20s); make the lease at least 40s, or those timeouts shorter",
+    )
+
+
+def test_delays_that_contradict_each_other_say_both_values() -> None:
+    document = config_document("postgresql://127.0.0.1:9/x", "http://127.0.0.1:9")
+    document["schedule"] = {"base_delay": "2m", "max_delay": "1m"}
+    document["notify"] = {"retry_base_delay": "10m", "retry_max_delay": "5m"}
+    assert _problems(document) == (
+        "schedule.max_delay: 60s must not be shorter than base_delay (120s)",
+        "notify.retry_max_delay: 300s must not be shorter than retry_base_delay (600s)",
+    )

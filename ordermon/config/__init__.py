@@ -158,14 +158,7 @@ def _collect(
         "refund",
     )
     providers = _providers(root.get("providers", []), policy, env, problems)
-    for index, provider in providers:
-        too_long = dt.timedelta(seconds=provider.timeout * 2) > sweep.lease
-        if too_long and problems.clean(f"providers[{index}].timeout", "sweep.lease"):
-            problems.add(
-                f"providers[{index}].timeout: {provider.timeout:g}s is too long for "
-                f"sweep.lease ({sweep.lease.total_seconds():g}s); the lease must be at least "
-                "twice the longest provider timeout"
-            )
+    _lease_covers_timeouts(sweep.lease, providers, problems)
     return Config(
         url,
         timezone,
@@ -191,6 +184,37 @@ def _timezone(name: str) -> str:
             "Europe/Istanbul or UTC"
         ) from None
     return name
+
+
+def _lease_covers_timeouts(
+    lease: dt.timedelta,
+    providers: list[tuple[int, provider_config.ProviderConfig]],
+    problems: validate.Problems,
+) -> None:
+    """The lease is at least twice every provider's timeout: one mistake is one error (a
+    short lease under five providers' default timeouts is said once, on the lease)."""
+    too_long = [
+        (index, provider)
+        for index, provider in providers
+        if dt.timedelta(seconds=provider.timeout * 2) > lease
+        and problems.clean(f"providers[{index}].timeout", "sweep.lease")
+    ]
+    if len(too_long) == 1:
+        [(index, provider)] = too_long
+        problems.add(
+            f"providers[{index}].timeout: {provider.timeout:g}s is too long for sweep.lease "
+            f"({lease.total_seconds():g}s); the lease must be at least twice the longest "
+            "provider timeout"
+        )
+    elif too_long:
+        longest = max(provider.timeout for _, provider in too_long)
+        named = ", ".join(f"providers[{index}]" for index, _ in too_long[:5])
+        others = f" and {len(too_long) - 5} more" if len(too_long) > 5 else ""
+        problems.add(
+            f"sweep.lease: {lease.total_seconds():g}s is shorter than twice the timeout of "
+            f"{named}{others} (the longest {longest:g}s); make the lease at least "
+            f"{longest * 2:g}s, or those timeouts shorter"
+        )
 
 
 def _ping_url(url: str | None) -> str | None:

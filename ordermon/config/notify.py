@@ -75,7 +75,10 @@ def collect(document: Any, env: Mapping[str, str], problems: validate.Problems) 
     )
     shorter = config.retry_max_delay < config.retry_base_delay
     if shorter and problems.clean("notify.retry_base_delay", "notify.retry_max_delay"):
-        problems.add("notify.retry_max_delay: must not be shorter than retry_base_delay")
+        problems.add(
+            f"notify.retry_max_delay: {validate.seconds(config.retry_max_delay)} must not be "
+            f"shorter than retry_base_delay ({validate.seconds(config.retry_base_delay)})"
+        )
     return config
 
 

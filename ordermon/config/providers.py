@@ -238,7 +238,10 @@ def policy(
     policy = dataclasses.replace(base, **changes)
     if problems.clean(key, "schedule"):  # both delays known, the inherited ones too
         if policy.max_delay < policy.base_delay:
-            problems.add(f"{key}.max_delay: must not be shorter than base_delay")
+            problems.add(
+                f"{key}.max_delay: {validate.seconds(policy.max_delay)} must not be shorter "
+                f"than base_delay ({validate.seconds(policy.base_delay)})"
+            )
         if policy.give_up_after <= dt.timedelta(0):
             problems.add(f"{key}.give_up_after: must be longer than 0s")
     return policy
@@ -265,7 +268,10 @@ def _pause(document: Any, key: str, problems: validate.Problems) -> PausePolicy:
     )
     shorter = pause.max_cooldown < pause.cooldown
     if shorter and problems.clean(f"{key}.cooldown", f"{key}.max_cooldown"):
-        problems.add(f"{key}.max_cooldown: must not be shorter than cooldown")
+        problems.add(
+            f"{key}.max_cooldown: {validate.seconds(pause.max_cooldown)} must not be shorter "
+            f"than cooldown ({validate.seconds(pause.cooldown)})"
+        )
     return pause
 
 

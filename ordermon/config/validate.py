@@ -45,6 +45,11 @@ def quoted(value: Any) -> str:
     return text if len(text) <= ECHO else text[:ECHO] + "…"
 
 
+def seconds(duration: dt.timedelta) -> str:
+    """A duration as a message shows it: ``90s``."""
+    return f"{duration.total_seconds():g}s"
+
+
 def cut(text: Any) -> str:
     """A key or word from the file as part of a message: escaped, at most about ECHO
     characters with "…"."""
