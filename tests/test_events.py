@@ -268,6 +268,12 @@ def test_receiver_down_then_dead_then_redelivered(
     listed = run_cli("events", "list", "--dead", "--json", "--config", str(config_path))
     assert [row["state"] for row in json.loads(listed.stdout)] == ["dead"]
     receiver.mode[0] = "ok"
+    # An id that names no event is refused, and the real one beside it is not sent again.
+    [real] = [row["id"] for row in json.loads(listed.stdout)]
+    typo = str(uuid.uuid4())
+    refused = run_cli("events", "redeliver", str(real), typo, "--config", str(config_path))
+    assert refused.returncode == 1 and f"no event {typo}; nothing was sent again" in refused.stderr
+    assert conn.execute("SELECT state FROM ordermon_deliveries").fetchone() == {"state": "dead"}
     again = run_cli("events", "redeliver", "--dead", "--config", str(config_path))
     assert again.returncode == 0 and again.stdout.startswith("1 delivery will be sent again")
     assert run_cli("deliver", "--config", str(config_path)).stdout.startswith("1 delivered")

@@ -82,9 +82,18 @@ def events_redeliver(
             ids = [uuid.UUID(e) for e in event_ids] if event_ids else None
         except ValueError:
             raise errors.UsageError("event ids are UUIDs (see `ordermon events list`)") from None
-    count = support.with_database(
-        config_path, lambda cfg, conn: outbox.redeliver(conn, ids, sweep.utc_now())
-    )
+
+    def work(cfg: "config.Config", conn: "db.Connection") -> int:
+        missing = outbox.unknown(conn, ids) if ids else []
+        if missing:  # before any is changed: a typo in one id changes nothing
+            named = ", ".join(str(event) for event in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise errors.OrderError(
+                f"no event {named}{more}; nothing was sent again (see `ordermon events list`)"
+            )
+        return outbox.redeliver(conn, ids, sweep.utc_now())
+
+    count = support.with_database(config_path, work)
     from ordermon.config import human
 
     again = human.plural(count, "delivery", "deliveries")

@@ -201,6 +201,16 @@ def redeliver(conn: db.Connection, event_ids: Sequence[uuid.UUID] | None, now: d
     return max(cursor.rowcount, 0)
 
 
+def unknown(conn: db.Connection, event_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Those of ``event_ids`` that name no event."""
+    rows = conn.execute(
+        """SELECT v.id FROM unnest(%(ids)b::uuid[]) WITH ORDINALITY AS v(id, n)
+           WHERE NOT EXISTS (SELECT 1 FROM ordermon_events e WHERE e.id = v.id) ORDER BY v.n""",
+        {"ids": list(event_ids)},
+    )
+    return [row["id"] for row in rows]
+
+
 def dead_count(conn: db.Connection) -> int:
     row = conn.execute(
         "SELECT count(*) AS n FROM ordermon_deliveries WHERE state = 'dead'"
