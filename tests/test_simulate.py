@@ -130,7 +130,7 @@ def test_the_printed_snippet_drives_a_real_sweep_to_the_scripted_fates(
     assert swept.returncode == 0, swept.stderr
     assert code == 0, err
     assert "Traceback" not in err
-    assert "znet 1001" in err and "barakat 1002" in err  # it says what it was asked
+    assert "znet 1001" in err and "barakat/apstore 1002" in err  # it says what it was asked
     for order in (delivered_znet, delivered_apstore):
         row = order_row(conn, order)
         assert row["status"] == "approved" and row["pinCode"]

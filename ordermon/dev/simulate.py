@@ -213,16 +213,21 @@ def _reachable(url: str, host: str) -> str:
     return url
 
 
+# barakat and apstore speak one protocol on one path: the simulator cannot tell them apart.
+_SHOWN_KIND = {"barakat": "barakat/apstore"}
+
+
 def _logger(log: Callable[[str], None]) -> simulator.OnRequest:
     def on_request(request: simulator.Request, steps: dict[str, str], refused: bool) -> None:
+        kind = _SHOWN_KIND.get(request.kind, request.kind)
         if request.kind == "unknown":
             log(f"404 for {validate.cut(request.path)}: no provider kind answers on that path")
             return
         if refused:
-            log(f"{request.kind}: refused the credentials (use the snippet's values)")
+            log(f"{kind}: refused the credentials (use the snippet's values)")
             return
         for reference, step in steps.items():
             shown = "completed (with a PIN)" if step.startswith("completed:") else step
-            log(f"{request.kind} {validate.cut(reference)}: {shown}")
+            log(f"{kind} {validate.cut(reference)}: {shown}")
 
     return on_request
