@@ -197,7 +197,7 @@ def test_a_grant_missing_after_migrate_is_said_before_the_first_refund(
     assert status.returncode == 3, status.stderr
     assert any(grant in reason for reason in json.loads(status.stdout)["attention"])
     with db.connect(shop["owner_url"], autocommit=True) as owner:
-        add_order(owner, add_user(owner), "refused-ref")
+        order = add_order(owner, add_user(owner), "refused-ref")
     sim.script("refused-ref", "failed")
     swept = run_cli("sweep", "--config", config_path)
     assert swept.returncode == 1 and grant in swept.stderr and "Traceback" not in swept.stderr
@@ -207,3 +207,18 @@ def test_a_grant_missing_after_migrate_is_said_before_the_first_refund(
             "ORDER BY id DESC LIMIT 1"
         ).fetchone()
     assert run is not None and run["finished_at"] is not None and run["exit_code"] == 1
+    # The answer it could not record is an error attempt that spends nothing, its claim
+    # released: `show` tells what happened, and the next sweep asks again on schedule.
+    with db.connect(shop["role_url"], autocommit=True) as ordermon_role:
+        enrolment = ordermon_role.execute(
+            "SELECT attempts, claim_token, state FROM ordermon_enrolments"
+        ).fetchone()
+        attempt = ordermon_role.execute(
+            "SELECT outcome, applied, counted, message FROM ordermon_attempts"
+        ).fetchone()
+    assert enrolment == {"attempts": 0, "claim_token": None, "state": "waiting"}
+    assert attempt is not None and (attempt["outcome"], attempt["counted"]) == ("error", False)
+    assert "insufficient privilege, SQLSTATE 42501" in attempt["message"]
+    shown = run_cli("show", "--config", config_path, str(order))
+    assert "1 check: 0 counted, 1 that ordermon could not record" in shown.stdout, shown.stdout
+    assert "no: not recorded" in shown.stdout

@@ -18,6 +18,7 @@ _MARKS = {
     "provider trouble": "no: provider trouble",
     "taken over": "no: taken over",
     "unknown": "not known",
+    "not recorded": "no: not recorded",
 }
 
 
@@ -105,6 +106,8 @@ def checks(enrolment: dict[str, Any]) -> str:
             parts.append(f"{enrolment['provider_trouble']} provider trouble ({labels})")
         if enrolment["taken_over"]:
             parts.append(f"{enrolment['taken_over']} taken over by another sweep")
+        if enrolment["not_recorded"]:
+            parts.append(f"{enrolment['not_recorded']} that ordermon could not record")
         if enrolment["unknown"]:
             parts.append(f"{enrolment['unknown']} not known (recorded before ordermon kept it)")
         text = f"{human.plural(total, 'check')}: " + ", ".join(parts)

@@ -85,6 +85,9 @@ def _shown(row: dict[str, Any], tz: str) -> dict[str, Any]:
 
 
 COUNTED, TROUBLE, TAKEN_OVER, UNKNOWN = "counted", "provider trouble", "taken over", "unknown"
+# An answer ordermon could not write (a grant missing): it spent nothing, and was no
+# provider's doing. Its row's trouble says so (sweep/unrecorded.py).
+NOT_RECORDED = "not recorded"
 
 
 def _counts(attempt: dict[str, Any]) -> str:
@@ -95,6 +98,8 @@ def _counts(attempt: dict[str, Any]) -> str:
         return UNKNOWN
     if attempt["counted"]:
         return COUNTED
+    if attempt["trouble"] == "unrecorded":  # sweep/unrecorded.UNRECORDED
+        return NOT_RECORDED
     return TROUBLE if attempt["trouble"] else TAKEN_OVER
 
 
@@ -109,7 +114,7 @@ def trouble_label(attempt: dict[str, Any]) -> str:
 def _summarise(enrolment: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """The enrolment's checks by how they counted, and no next check once it is finished."""
     enrolment["checks"] = len(rows)
-    for kind in (COUNTED, TROUBLE, TAKEN_OVER, UNKNOWN):
+    for kind in (COUNTED, TROUBLE, TAKEN_OVER, UNKNOWN, NOT_RECORDED):
         enrolment[kind.replace(" ", "_")] = sum(1 for row in rows if row["counts"] == kind)
     troubles: dict[str, int] = {}
     for row in rows:

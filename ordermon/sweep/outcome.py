@@ -65,6 +65,7 @@ def record_many(
         return _apply(conn, items)
     except Exception as exc:
         if unrecorded.unusable(conn, exc):
+            _told_unrecorded(conn, items, exc)
             raise
         if len(items) == 1:
             return [_record_failure(conn, 0, items[0], exc, failures)]
@@ -74,9 +75,28 @@ def record_many(
             results.extend(_apply(conn, [item]))
         except Exception as exc:
             if unrecorded.unusable(conn, exc):
+                _told_unrecorded(conn, items[index:], exc)
                 raise
             results.append(_record_failure(conn, index, item, exc, failures))
     return results
+
+
+def _told_unrecorded(conn: db.Connection, items: list[Item], exc: Exception) -> None:
+    """The database refused these answers for a reason no order can help (a grant missing):
+    the sweep stops, but first each is an error attempt that spends nothing and its claim is
+    released, so `show` says why and the next sweep asks again on schedule."""
+    unrecorded.write_errors(
+        conn,
+        [
+            (claim, check, ctx.run_id, ctx.now, _after_trouble(claim, ctx))
+            for claim, check, ctx in items
+        ],
+        exc,
+    )
+
+
+def _after_trouble(claim: store.Claim, ctx: Context) -> dt.datetime:
+    return schedule.after_provider_trouble(ctx.now, claim.attempts - 1, ctx.policy, ctx.jitter_draw)
 
 
 def _apply(conn: db.Connection, items: list[Item]) -> list[str]:
@@ -111,9 +131,7 @@ def _record_failure(
             ctx.now, claim.attempts, claim.deadline, ctx.policy, ctx.jitter_draw
         )
     else:
-        next_check = schedule.after_provider_trouble(
-            ctx.now, claim.attempts - 1, ctx.policy, ctx.jitter_draw
-        )
+        next_check = _after_trouble(claim, ctx)
     result = unrecorded.write_error(
         conn, claim, check, ctx.run_id, ctx.now, next_check, counted, why
     )

@@ -15,6 +15,8 @@ from ordermon.providers import base
 from ordermon.sweep import store
 
 log = logging.getLogger("ordermon.outcome")
+# The trouble kept with an answer ordermon itself could not write (`show`: "not recorded").
+UNRECORDED = "unrecorded"
 _INT4_MAX = 2**31 - 1
 # The database itself cannot be used (connection gone, read-only, schema or grants missing):
 # every order would fail alike, so the sweep stops instead of turning them all into errors.
@@ -63,6 +65,7 @@ def write_error(
     next_check: dt.datetime | None,
     counted: bool,
     why: str,
+    trouble: str | None = None,
 ) -> str | None:
     """Release the claim as an error (expired when ``next_check`` is None) with a message of
     ordermon's own, and its attempt row without anything the provider sent. Returns the
@@ -87,7 +90,7 @@ def write_error(
                     message,
                     None,
                     counted=counted,
-                    trouble=str(check.trouble) if check.trouble is not None else None,
+                    trouble=trouble or (str(check.trouble) if check.trouble is not None else None),
                 )
                 store.insert_attempts(conn, [attempt])
     except Exception as again:
@@ -101,3 +104,25 @@ def write_error(
         )
         return None
     return result
+
+
+def write_errors(
+    conn: db.Connection,
+    answers: list[tuple[store.Claim, base.Check, int | None, dt.datetime, dt.datetime]],
+    exc: BaseException,
+) -> None:
+    """Each answer (claim, check, run, now, next check) as an error attempt that spends no
+    attempt, while the connection still works; at the first that fails too, the rest wait
+    for their lease."""
+    if (
+        conn.broken
+        or conn.closed
+        or isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    ):
+        return
+    why = reason(exc)
+    for claim, check, run_id, now, next_check in answers:
+        try:
+            write_error(conn, claim, check, run_id, now, next_check, False, why, UNRECORDED)
+        except Exception:  # ordermon's own tables refuse too: nothing more to try
+            return
