@@ -129,11 +129,11 @@ def test_a_failed_health_ping_says_why_and_where_but_not_its_secret(
         ),
         f"https://no-such-host.invalid/{secret}": (
             "https://no-such-host.invalid/…",
-            "host not found (DNS)",
+            "host name not found",
         ),
         f"http://127.0.0.1:{babbler}/ping/{secret}": (
             f"http://127.0.0.1:{babbler}/…",
-            "the reply is not HTTP",
+            "reply is not HTTP",
         ),
         # a URL with user info is refused by the config (tests/test_config_report.py)
     }
@@ -273,3 +273,88 @@ def test_a_sweep_names_the_refused_credential_keys(
     assert "provider alaya refused ordermon's credentials on 1 request (" in line
     assert "check providers[0].sifre and providers[0].kod in the config" in line
     assert "wrong-sifre-value" not in line and SIFRE not in line
+
+
+def _trickle(listener: socket.socket) -> None:
+    """Answers each request with a status line one byte every 0.2 s, for ever."""
+
+    def serve(client: socket.socket) -> None:
+        with client:
+            try:
+                client.recv(65536)
+                while True:
+                    for byte in b"HTTP/1.1 200 OK\r\nX: ":
+                        client.sendall(bytes([byte]))
+                        time.sleep(0.2)
+            except OSError:
+                return
+
+    while True:
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            return
+        threading.Thread(target=serve, args=(client,), daemon=True).start()
+
+
+def test_a_health_ping_is_bounded_as_a_whole_and_never_redirected(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> None:
+    """A receiver that trickles its reply costs each ping its timeout, not a timeout per
+    byte; a 302 is not followed (the ping's body could go anywhere)."""
+    followed: list[str] = []
+
+    class Target(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            followed.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    target = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Target)
+    target_port = target.server_address[1]
+
+    class Redirect(_NotFound):
+        def do_POST(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{target_port}/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    redirect = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    slow = socket.socket()
+    slow.bind(("127.0.0.1", 0))
+    slow.listen(8)
+    for server in (target, redirect):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=_trickle, args=(slow,), daemon=True).start()
+    try:
+        for port, reason in (
+            (slow.getsockname()[1], "timed out after 1s"),
+            (redirect.server_address[1], "HTTP 302 (a redirect, not followed"),
+        ):
+            config_path = tmp_path / "c.yaml"
+            url = f"http://127.0.0.1:{port}/ping/token"
+            document = config_document(
+                db_url, sim.url, healthcheck={"ping_url": url, "timeout": "1s"}
+            )
+            config_path.write_text(yaml.safe_dump(document))
+            started = time.monotonic()
+            result = run_cli("sweep", "--config", str(config_path))
+            took = time.monotonic() - started
+            assert result.returncode == 0, result.stderr
+            for suffix in ("start", "0"):
+                shown = f"http://127.0.0.1:{port}/…"
+                assert f"health ping {suffix} to {shown} failed: {reason}" in result.stderr
+            assert took < 15, took  # two pings of at most 1 s each, and the sweep's own work
+        assert followed == []
+    finally:
+        for server in (target, redirect):
+            server.shutdown()
+            server.server_close()
+        slow.close()

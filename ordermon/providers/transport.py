@@ -41,13 +41,14 @@ def fetch(
     max_bytes: int,
     params: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
+    data: bytes | None = None,
 ) -> base.Reply:
     """One request, never redirected; the exchange ends ``timeout`` seconds after it starts,
     whatever the provider trickles. Raises only `base.TransportError`."""
     ends = time.monotonic() + timeout
     try:
         with deadline.within(ends):
-            return _exchange(client, method, url, ends, max_bytes, params, headers)
+            return _exchange(client, method, url, ends, max_bytes, params, headers, data)
     except Exception as exc:  # whatever the reply provoked, it is this request's failure
         reason = base.connection_reason(exc)
         if reason == "timed out" or time.monotonic() >= ends:
@@ -63,8 +64,10 @@ def _exchange(
     max_bytes: int,
     params: dict[str, str] | None,
     headers: dict[str, str] | None,
+    data: bytes | None = None,
 ) -> base.Reply:
-    prepared = client.prepare_request(requests.Request(method, url, params=params, headers=headers))
+    request = requests.Request(method, url, params=params, headers=headers, data=data)
+    prepared = client.prepare_request(request)
     # Straight to the adapter: Session.send would resolve a redirect's target even when not
     # following it (and fail on one it cannot parse); a redirect is ours to describe.
     adapter = client.get_adapter(prepared.url or url)
