@@ -90,6 +90,13 @@ def test_unknown_numbers_and_bad_arguments_are_clear_errors(
         ("\u0661\u0662",): "is not an order id (a UUID) or an order number",  # Arabic digits
         ("",): "is not an order id (a UUID) or an order number",
         ("1001", "--tenant", "acme"): "--tenant: 'acme' is not a tenant id (a UUID,",
+        # Only a UUID as PostgreSQL writes it is an id: 32 digits are an out-of-range number,
+        # not a UUID without its hyphens; braces, urn:uuid: and non-ASCII digits are refused.
+        ("00000000000040008000000000001001",): "out of range",
+        ("{00000000-0000-4000-8000-000000001001}",): "is not an order id",
+        ("urn:uuid:00000000-0000-4000-8000-000000001001",): "is not an order id",
+        ("00000000-0000-4000-8000-00000000100\uff17",): "is not an order id",
+        ("1001", "--tenant", "urn:uuid:" + str(TENANT_A)): "is not a tenant id",
     }
     for command in ("show", "check", "requeue"):
         for args, says in cases.items():
@@ -125,3 +132,26 @@ def test_a_number_shared_within_one_tenant_or_without_one(
     mixed = run_cli("show", "5005", "--config", config_path)
     assert mixed.returncode == 2
     assert f"no tenant (order {lone})" in mixed.stderr and f"tenant {TENANT_B}" in mixed.stderr
+
+
+def test_one_order_named_twice_is_acted_on_once(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> None:
+    """`requeue 1001 <its id> 1001` is one order: one line, not a requeue and two refusals."""
+    orders = _orders(conn)
+    config_path = str(write_config(tmp_path / "c.yaml", db_url, sim.url))
+    given = ("1001", str(orders["alone"]), "01001")
+    requeued = run_cli("requeue", *given, "--dry-run", "--config", config_path)
+    assert [line.split(":")[0] for line in requeued.stdout.splitlines()] == [str(orders["alone"])]
+
+
+def test_huge_counts_are_usage_errors(db_url: str, tmp_path: Path) -> None:
+    config_path = str(write_config(tmp_path / "c.yaml", db_url, "http://127.0.0.1:9"))
+    for args in (
+        ("events", "list", "--limit", "9" * 20),
+        ("status", "--runs", "9" * 20),
+        ("sweep", "--limit", "9" * 20),
+    ):
+        result = run_cli(*args, "--config", config_path)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr and "out of range" not in result.stderr

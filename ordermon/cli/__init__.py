@@ -116,7 +116,7 @@ def migrate(
 def sweep(
     config_path: support.ConfigOption = None,
     limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="Check at most N orders.")
+        int | None, typer.Option("--limit", min=1, max=1_000_000, help="Check at most N orders.")
     ] = None,
     provider: Annotated[
         list[str] | None,

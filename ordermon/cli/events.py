@@ -38,7 +38,7 @@ app.add_typer(events_app, name="events")
 def events_list(
     config_path: support.ConfigOption = None,
     dead: Annotated[bool, typer.Option("--dead", help="Only dead deliveries.")] = False,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most N rows.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="At most N rows.")] = 50,
     as_json: support.JsonOption = False,
 ) -> None:
     """The latest events, with their delivery to each webhook."""

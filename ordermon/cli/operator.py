@@ -17,7 +17,9 @@ app = typer.Typer()
 @app.command()
 def status(
     config_path: support.ConfigOption = None,
-    runs: Annotated[int, typer.Option("--runs", min=0, help="How many recent runs to list.")] = 10,
+    runs: Annotated[
+        int, typer.Option("--runs", min=0, max=1000, help="How many recent runs to list.")
+    ] = 10,
     as_json: support.JsonOption = False,
 ) -> None:
     """The picture at a glance. Exits 3 when something needs a person."""

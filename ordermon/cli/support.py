@@ -89,7 +89,8 @@ def resolve_orders(
     """The ids of the orders given by id or number (``--tenant`` picks among tenants)."""
     from ordermon.ops import orders
 
-    return [orders.resolve(conn, one, tenant) for one in given]
+    # Each order once, in the order given: a number and its own id name one order.
+    return list(dict.fromkeys(orders.resolve(conn, one, tenant) for one in given))
 
 
 def known_providers(cfg: "config.Config", names: "Sequence[str]") -> None:

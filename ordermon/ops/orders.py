@@ -12,6 +12,9 @@ from ordermon.sweep import shop
 # "orderNo" is a PostgreSQL integer.
 MAX_ORDER_NO = 2**31 - 1
 _DIGITS = re.compile(r"[0-9]+")
+# A UUID as PostgreSQL prints it (any case): uuid.UUID also takes braces, "urn:uuid:", no
+# hyphens (32 digits would be read as a UUID, not refused as a number) and non-ASCII digits.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 Given = uuid.UUID | int
 
@@ -19,10 +22,8 @@ Given = uuid.UUID | int
 def parse(value: str, what: str = "ORDER") -> Given:
     """An order id (a UUID) or an order number in "orderNo"'s range; anything else is a
     usage error echoing the value cut and escaped."""
-    try:
+    if _UUID.fullmatch(value):
         return uuid.UUID(value)
-    except ValueError:
-        pass
     if not _DIGITS.fullmatch(value):
         raise errors.UsageError(
             f"{what}: {validate.quoted(value)} is not an order id (a UUID) or an order number"
@@ -38,13 +39,12 @@ def parse(value: str, what: str = "ORDER") -> Given:
 def parse_tenant(value: str | None) -> uuid.UUID | None:
     if value is None:
         return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
+    if not _UUID.fullmatch(value):
         raise errors.UsageError(
             f"--tenant: {validate.quoted(value)} is not a tenant id (a UUID, product_orders."
             '"tenantId")'
-        ) from None
+        )
+    return uuid.UUID(value)
 
 
 def resolve(conn: db.Connection, given: Given, tenant_id: uuid.UUID | None) -> str:
