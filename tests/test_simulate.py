@@ -221,6 +221,26 @@ def test_a_bad_script_exits_2_naming_the_option() -> None:
     assert run_cli("simulate", "--fate", "lost", timeout=30).returncode == 2
 
 
+def test_options_it_cannot_honour_exit_2_at_once() -> None:
+    """A repeat that would fill the memory, a delay that is not a number of seconds: usage
+    errors at start, never a traceback (nor one per request later)."""
+    for args in (
+        ("--order", "a=processing*99999999999"),
+        ("--order", "a=processing*20000"),
+        ("--order", "a=hang:1e400"),
+        ("--order", "a=slow:nan:completed:P"),
+        ("--order", "a=hang:-1"),
+        ("--latency", "nan"),
+        ("--latency", "1e308"),
+        ("--after-seconds", "inf"),
+    ):
+        started = time.monotonic()
+        result = run_cli("simulate", "--port", "0", *args, timeout=30)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr, args
+        assert time.monotonic() - started < 20, args
+
+
 def test_the_simulator_module_is_not_a_silent_command() -> None:
     """`python -m ordermon.dev.simulator` says to use `ordermon simulate` instead of exiting
     0 with nothing done."""

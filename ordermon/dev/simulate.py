@@ -53,6 +53,12 @@ def settings(
     orders: list[str],
 ) -> Settings:
     """The options, checked: a wrong one is a usage error naming it."""
+    for option, value, most in (
+        ("--latency", latency, replies.MAX_DELAY),
+        ("--after-seconds", after_seconds, 7 * 86400.0),
+    ):
+        if not 0 <= value <= most:  # NaN and infinity fail this too
+            raise errors.UsageError(f"{option}: expected seconds from 0 to {most:g}, got {value}")
     if fate not in FATE_CHOICES:
         raise errors.UsageError(
             f"--fate: expected one of {', '.join(FATE_CHOICES)}, got {validate.quoted(fate)}"

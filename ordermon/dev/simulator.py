@@ -61,15 +61,24 @@ class Request:
         return self.references[0] if self.references else None
 
 
+# A script's length once expanded: `processing*99999999999` is a typo, not 100 GB of steps.
+MAX_STEPS = 10_000
+
+
 def expand(steps: tuple[str, ...] | list[str]) -> list[str]:
-    """``processing*3`` becomes three ``processing`` steps."""
+    """``processing*3`` becomes three ``processing`` steps; at most MAX_STEPS in all."""
     out: list[str] = []
     for step in steps:
         name, star, times = step.rpartition("*")
-        if star and times.isdigit():
-            out.extend([name] * int(times))
+        count = int(times) if star and times.isascii() and times.isdigit() else None
+        if count is not None and len(times) <= 6 and count <= MAX_STEPS - len(out):
+            out.extend([name] * count)
+        elif count is not None:
+            raise ValueError(f"a script has at most {MAX_STEPS} steps, expanded")
         else:
             out.append(step)
+        if len(out) > MAX_STEPS:
+            raise ValueError(f"a script has at most {MAX_STEPS} steps, expanded")
     return out
 
 

@@ -168,6 +168,8 @@ def validate(steps: Sequence[str]) -> None:
     """Refuse a typo in a script at once, not at the first request."""
     for step in steps:
         name, argument = split(step)
+        if name in ("slow", "hang") and argument:
+            _seconds(argument.partition(":")[0], step)
         if name == "slow":
             validate([argument.partition(":")[2]])
         elif not is_fault(step) and name not in (
@@ -180,3 +182,17 @@ def validate(steps: Sequence[str]) -> None:
             "missing",
         ):
             raise ValueError(f"unknown simulator step {step!r}")
+
+
+# A delay a simulated reply may take: an hour is longer than any timeout worth trying.
+MAX_DELAY = 3600.0
+
+
+def _seconds(text: str, step: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"{step!r}: expected seconds, got {text!r}") from None
+    if not 0 <= seconds <= MAX_DELAY:  # NaN fails this too
+        raise ValueError(f"{step!r}: seconds from 0 to {MAX_DELAY:g}")
+    return seconds
