@@ -288,6 +288,7 @@ def test_uncommenting_every_block_asks_for_every_secret(tmp_path: Path) -> None:
 SECRET_ECHOES = """\
 database:
   url: postgresql://127.0.0.1:9/shop
+timezone: ${SHOP_SECRET}
 providers:
   - id: ${SHOP_SECRET}
     name: ${SHOP_SECRET}
@@ -314,6 +315,7 @@ def test_no_error_echoes_a_value_from_the_environment(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "providers[0].name:" in result.stderr  # the errors are still there, keys named
+    assert "timezone: unknown time zone" in result.stderr
     assert "providers[1].id:" in result.stderr
     assert secret not in result.stderr and secret not in result.stdout
     assert "s3cr3t" not in result.stderr

@@ -117,6 +117,37 @@ def test_a_missing_metrics_directory_is_a_warning_never_a_mkdir(
     assert order_row(conn, order)["externalStatus"] == "done"  # the sweep went on
 
 
+def test_metrics_never_replace_what_is_not_a_regular_file(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> None:
+    """A textfile that is a named pipe (or a device: /dev/full was replaced by a text file)
+    or a directory, or whose parent is a file: a warning, nothing replaced; a name that is
+    not *.prom is a config error."""
+    import os
+
+    pipe = tmp_path / "fifo.prom"
+    os.mkfifo(pipe)
+    (tmp_path / "dir.prom").mkdir()
+    (tmp_path / "file").write_text("x")
+    cases = {
+        pipe: f"metrics.textfile: {pipe} exists and is not a regular file",
+        tmp_path / "dir.prom": "exists and is not a regular file",
+        tmp_path / "file" / "o.prom": f"directory {tmp_path / 'file'} is not a directory",
+    }
+    for textfile, says in cases.items():
+        config_path = write_config(
+            tmp_path / "c.yaml", db_url, sim.url, metrics={"textfile": str(textfile)}
+        )
+        result = run_cli("sweep", "--config", str(config_path), timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert says in result.stderr and "no metrics written" in result.stderr
+    assert pipe.is_fifo() and (tmp_path / "dir.prom").is_dir()
+    for name in ("o.txt", str(tmp_path / "x.prom") + "/"):
+        config_path = write_config(tmp_path / "c.yaml", db_url, sim.url, metrics={"textfile": name})
+        result = run_cli("sweep", "--config", str(config_path))
+        assert result.returncode == 2 and "ending in .prom" in result.stderr, result.stderr
+
+
 def test_health_pings_in_order(
     receiver: tuple[str, type[_Receiver]],
     conn: db.Connection,

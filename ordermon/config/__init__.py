@@ -142,7 +142,7 @@ def _collect(
     )
     metrics = section(root.get("metrics", {}), "metrics", {"textfile"})
     textfile = check(
-        lambda: read.optional_string(metrics.get("textfile"), "metrics.textfile"), None
+        lambda: _textfile(read.optional_string(metrics.get("textfile"), "metrics.textfile")), None
     )
     ping = section(root.get("healthcheck", {}), "healthcheck", {"ping_url", "timeout"})
     ping_url = check(
@@ -215,6 +215,17 @@ def _lease_covers_timeouts(
             f"{named}{others} (the longest {longest:g}s); make the lease at least "
             f"{longest * 2:g}s, or those timeouts shorter"
         )
+
+
+def _textfile(path: str | None) -> str | None:
+    # node_exporter's textfile collector reads only *.prom files; "x.prom/" names a directory.
+    if path is not None and (path.endswith("/") or not path.endswith(".prom")):
+        raise errors.ConfigError(
+            "metrics.textfile: expected a file name ending in .prom (node_exporter's textfile "
+            "collector reads only those), such as /var/lib/node_exporter/textfile_collector/"
+            "ordermon.prom"
+        )
+    return path
 
 
 def _ping_url(url: str | None) -> str | None:

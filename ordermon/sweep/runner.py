@@ -84,9 +84,18 @@ def _write_metrics(
     assert cfg.metrics_textfile is not None
     directory = cfg.metrics_textfile.parent
     if not directory.is_dir():  # the operator's to create: ordermon makes no directory
+        said = "is not a directory" if directory.exists() else "does not exist"
         report.problems.append(
-            f"metrics.textfile: directory {directory} does not exist, so no metrics written; "
+            f"metrics.textfile: directory {directory} {said}, so no metrics written; "
             "create it (node_exporter's textfile collector directory) or change metrics.textfile"
+        )
+        return
+    target = cfg.metrics_textfile
+    if (target.exists() or target.is_symlink()) and not target.is_file():
+        # The atomic rename would replace whatever is there: a directory, a device, a socket.
+        report.problems.append(
+            f"metrics.textfile: {target} exists and is not a regular file, so no metrics "
+            "written; point metrics.textfile at a file of ordermon's own"
         )
         return
     figures = status.gather(conn, cfg, now, runs=0)
