@@ -225,3 +225,14 @@ def test_log_format_json_and_quiet(conn: db.Connection, db_url: str, tmp_path: P
     assert "refused ordermon's credentials" in event["problems"][0]
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
     assert run_cli("sweep", "--log-format", "xml", "--config", str(config_path)).returncode == 2
+
+
+def test_check_an_order_that_names_no_provider(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> None:
+    """An empty "providerId" is said as such, not as a provider called '' or None."""
+    order = add_order(conn, add_user(conn), "np-1", provider_id="")
+    config_path = write_config(tmp_path / "c.yaml", db_url, sim.url)
+    result = run_cli("check", str(order), "--config", str(config_path))
+    assert result.returncode == 1
+    assert f'order {order} names no provider ("providerId" is empty)' in result.stderr

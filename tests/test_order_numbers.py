@@ -132,6 +132,7 @@ def test_a_number_shared_within_one_tenant_or_without_one(
     mixed = run_cli("show", "5005", "--config", config_path)
     assert mixed.returncode == 2
     assert f"no tenant (order {lone})" in mixed.stderr and f"tenant {TENANT_B}" in mixed.stderr
+    assert "--tenant TENANT_ID (or the order's id)" in mixed.stderr
 
 
 def test_one_order_named_twice_is_acted_on_once(

@@ -71,6 +71,8 @@ def run(
             f"order {order_id} is {row['status']}, not pending: nothing to check"
         )
     provider = cfg.provider_by_id(row["provider_id"] or "")
+    if provider is None and not row["provider_id"]:
+        raise errors.OrderError(f'order {order_id} names no provider ("providerId" is empty)')
     if provider is None:
         raise errors.OrderError(
             f"order {order_id}: its provider {row['provider_id']!r} is not in the configuration"

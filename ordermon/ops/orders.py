@@ -71,9 +71,11 @@ def resolve(conn: db.Connection, given: Given, tenant_id: uuid.UUID | None) -> s
             "order's id (a UUID) instead"
         )
     listed = ", ".join(f"{_tenant(row['tenant_id'])} (order {row['id']})" for row in rows)
+    # An order without a tenant cannot be picked with --tenant: its id can.
+    untenanted = " (or the order's id)" if None in tenants else ""
     raise errors.UsageError(
         f"order number {given} is used in several tenants: {listed}{more}; say which with "
-        "--tenant TENANT_ID"
+        f"--tenant TENANT_ID{untenanted}"
     )
 
 
