@@ -156,6 +156,8 @@ def test_top_level_errors() -> None:
     assert "colour: unknown key" in _error(_doc(colour="red"))
     assert "on_failed: expected one of refund, reject, hold" in _error(_doc(on_failed="drop"))
     assert "timezone: unknown time zone 'Mars/Base'" in _error(_doc(timezone="Mars/Base"))
+    for host_dependent in ("localtime", "Factory", "posixrules", "right/UTC", "posix/UTC"):
+        assert "timezone: unknown time zone" in _error(_doc(timezone=host_dependent))
     assert "providers: expected a list" in _error(_doc(providers={"a": 1}))
     assert "providers[0]: expected a mapping" in _error(_doc(providers=["x"]))
     assert "history.keep: expected a duration" in _error(_doc(history={"keep": "forever"}))

@@ -175,8 +175,15 @@ def _collect(
     )
 
 
+# Files in the zoneinfo directory that are no zone of the IANA database: what they mean
+# depends on the host ("localtime" is the host's own zone, "Factory" says "-00").
+_HOST_ZONES = {"localtime", "Factory", "posixrules"}
+
+
 def _timezone(name: str) -> str:
     try:
+        if name in _HOST_ZONES or name.startswith(("posix/", "right/")):
+            raise ValueError(name)
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise errors.ConfigError(
