@@ -4,6 +4,7 @@ in a real PostgreSQL, and the command's output (JSON, plain text, usage errors).
 import datetime as dt
 import decimal
 import json
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from ordermon import db, errors
 from ordermon.cli import report as cli_report
 from ordermon.ops import report
 from tests.conftest import PROVIDER_ID, add_order, add_user, make_config, run_cli, write_config
+from tests.test_tables import _on_terminal
 
 NOW = dt.datetime(2026, 12, 3, 12, 0, tzinfo=dt.UTC)
 OTHER = "other-provider-id"
@@ -283,7 +285,7 @@ def test_piped_output_is_plain_and_complete(
         "slowest orders",
         "most-checked orders",
     ):
-        assert words in out, words
+        assert words in out, out
 
 
 @pytest.mark.parametrize(
@@ -300,3 +302,16 @@ def test_empty_database_says_nothing_yet(tmp_path: Path, db_url: str) -> None:
     assert done.returncode == 0, done.stderr
     assert "nothing yet" in done.stdout
     assert json.loads(_cli(tmp_path, db_url, "--json").stdout)["empty"] is True
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed: no terminal")
+def test_on_a_terminal_boxes_bars_and_sparklines(
+    tmp_path: Path, db_url: str, conn: db.Connection
+) -> None:
+    _recent(conn)
+    path = write_config(tmp_path / "c.yaml", db_url, "http://unused")
+    pane = _on_terminal(tmp_path, "report", "--config", str(path), columns=100)
+    assert BOX & set(pane), pane
+    assert "█" * 20 in pane  # the fullest histogram bucket's bar
+    assert "alaya: per hour" in pane and "latency p95 ms" in pane
+    assert all(len(line) <= 100 for line in pane.splitlines())

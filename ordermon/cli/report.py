@@ -185,9 +185,13 @@ def _provider(console: Any, p: dict[str, Any], charts: bool) -> None:
 
 
 def _title(text: str) -> Any:
+    """Off a terminal, a title kept on one line however narrow its table (plain text is
+    never wrapped)."""
     from rich.text import Text
 
-    return Text(text)
+    if tables.on_terminal():
+        return Text(text)
+    return Text(text, no_wrap=True, overflow="ignore")
 
 
 def _secs(t: dict[str, Any]) -> tuple[Any, ...]:
