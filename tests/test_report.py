@@ -315,3 +315,13 @@ def test_on_a_terminal_boxes_bars_and_sparklines(
     assert "█" * 20 in pane  # the fullest histogram bucket's bar
     assert "alaya: per hour" in pane and "latency p95 ms" in pane
     assert all(len(line) <= 100 for line in pane.splitlines())
+
+
+def test_hourly_series_fills_the_hours_without_checks() -> None:
+    hours = [
+        {"hour": "2026-12-02T10:00:00+03:00", "checks": 4},
+        {"hour": "2026-12-02T13:00:00+03:00", "checks": 2},
+    ]
+    assert cli_report.hourly_series(hours, "checks", 0) == [4, 0, 0, 2]
+    assert cli_report.hourly_series(hours, "checks", None) == [4, None, None, 2]
+    assert cli_report.hourly_series([], "checks", 0) == []

@@ -25,6 +25,18 @@ def sparkline(values: list[float | None]) -> str:
     )
 
 
+def hourly_series(hours: list[dict[str, Any]], key: str, missing: float | None) -> list[Any]:
+    """``key`` of every hour from the first to the last, ``missing`` for an hour without
+    checks (absent from the figures), so that a sparkline's gaps are where time passed."""
+    import datetime as dt
+
+    by_hour = {dt.datetime.fromisoformat(h["hour"]).timestamp(): h[key] for h in hours}
+    if not by_hour:
+        return []
+    first, last = min(by_hour), max(by_hour)
+    return [by_hour.get(first + 3600 * i, missing) for i in range(int(last - first) // 3600 + 1)]
+
+
 def bar(value: float, top: float, width: int = 20) -> str:
     """A horizontal bar of ``value`` out of ``top`` in ``width`` cells, to an eighth."""
     if top <= 0 or value <= 0:
@@ -160,7 +172,7 @@ def _provider(console: Any, p: dict[str, Any], charts: bool) -> None:
             ("latency_p50_ms", "latency p50 ms"),
             ("latency_p95_ms", "latency p95 ms"),
         ):
-            values = [h[key] for h in hours]
+            values = hourly_series(hours, key, 0 if key == "checks" else None)
             top = max((v for v in values if v is not None), default=None)
             spark.add_row(
                 cell(label),
