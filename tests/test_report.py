@@ -13,7 +13,7 @@ import pytest
 
 from ordermon import db, errors
 from ordermon.cli import report as cli_report
-from ordermon.ops import report
+from ordermon.ops import report, report_sql
 from tests.conftest import PROVIDER_ID, add_order, add_user, make_config, run_cli, write_config
 from tests.test_tables import _on_terminal
 
@@ -325,3 +325,13 @@ def test_hourly_series_fills_the_hours_without_checks() -> None:
     assert cli_report.hourly_series(hours, "checks", 0) == [4, 0, 0, 2]
     assert cli_report.hourly_series(hours, "checks", None) == [4, None, None, 2]
     assert cli_report.hourly_series([], "checks", 0) == []
+
+
+def test_the_hourly_figures_read_attempts_by_time(conn: db.Connection) -> None:
+    """The checks of the period are found by ordermon_attempts_checked_at, not by reading
+    every attempt ever made (seq scans priced out so the small table does not hide it)."""
+    params = {"since": NOW - dt.timedelta(days=7), "now": NOW, "tz": "UTC", "providers": None}
+    conn.execute("SET enable_seqscan = off")
+    plan = conn.execute(("EXPLAIN " + report_sql.HOURLY).encode(), params).fetchall()
+    text = "\n".join(str(next(iter(row.values()))) for row in plan)
+    assert "ordermon_attempts_checked_at" in text, text
