@@ -335,3 +335,14 @@ def test_the_hourly_figures_read_attempts_by_time(conn: db.Connection) -> None:
     plan = conn.execute(("EXPLAIN " + report_sql.HOURLY).encode(), params).fetchall()
     text = "\n".join(str(next(iter(row.values()))) for row in plan)
     assert "ordermon_attempts_checked_at" in text, text
+
+
+def test_days_and_hours_are_the_configured_zones(conn: db.Connection) -> None:
+    """21:30 UTC on the 1st is 00:30 on the 2nd in Istanbul (+03:00): its day and hour."""
+    user = add_user(conn)
+    finished(conn, user, t(1, 21, 29), 60, 1, "refunded", number=1, refund=("2.00", "TRY"))
+    cfg = make_config("postgresql://unused", "http://unused", timezone="Europe/Istanbul")
+    [p] = report.gather(conn, cfg, NOW)["providers"]
+    assert [d["day"] for d in p["outcomes_per_day"]] == ["2026-12-02"]
+    assert [r["day"] for r in p["refunds_per_day"]] == ["2026-12-02"]
+    assert [h["hour"] for h in p["hourly"]] == ["2026-12-02T00:00:00+03:00"]
