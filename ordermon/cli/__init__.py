@@ -17,6 +17,7 @@ from ordermon import errors
 from ordermon.cli import dev as cli_dev
 from ordermon.cli import events as cli_events
 from ordermon.cli import operator as cli_operator
+from ordermon.cli import report as cli_report
 from ordermon.cli import support
 
 if TYPE_CHECKING:
@@ -273,3 +274,4 @@ app.registered_commands.extend(cli_operator.app.registered_commands)
 app.registered_commands.extend(cli_events.app.registered_commands)
 app.registered_groups.extend(cli_events.app.registered_groups)
 app.registered_commands.extend(cli_dev.app.registered_commands)
+app.registered_commands.extend(cli_report.app.registered_commands)

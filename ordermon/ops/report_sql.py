@@ -1,0 +1,111 @@
+"""The SQL of `ordermon report`: every figure over a period, per provider, computed in the
+database (percentiles included) so that the answer stays small whatever the history.
+
+Parameters: ``since`` and ``now`` (timestamptz), ``tz`` (the configured zone, for days and
+hours), ``providers`` (provider ids, or NULL for every one), ``edges`` (bucket edges in
+seconds, ascending), ``limit`` (the longest lists)."""
+
+# The enrolments that reached a final state in the period, with their outcome and checks.
+# done + approved: completed; done with a refund of this enrolment: refunded; other done:
+# rejected (a failure answered without a refund); held and expired as they are.
+_FINISHED = """
+WITH finished AS (
+    SELECT e.id, e.order_id, e.provider_id, e.sent_at, e.finished_at,
+           extract(epoch FROM e.finished_at - e.sent_at)::float8 AS seconds,
+           CASE WHEN e.state = 'held' THEN 'held'
+                WHEN e.state = 'expired' THEN 'expired'
+                WHEN o.status = 'approved' THEN 'completed'
+                WHEN r.order_id IS NOT NULL THEN 'refunded'
+                ELSE 'rejected' END AS outcome,
+           (SELECT count(*) FROM ordermon_attempts a
+            WHERE a.order_id = e.order_id AND a.enrolment_id = e.id) AS checks,
+           o."orderNo" AS order_no
+    FROM ordermon_enrolments e
+    LEFT JOIN product_orders o ON o.id = e.order_id
+    LEFT JOIN ordermon_refunds r ON r.order_id = e.order_id AND r.enrolment_id = e.id
+    WHERE e.state IN ('done', 'held', 'expired')
+      AND e.finished_at >= %(since)s AND e.finished_at < %(now)s
+      AND (%(providers)s::text[] IS NULL OR e.provider_id = ANY(%(providers)s::text[]))
+)
+"""
+
+TIME_TO_FINAL = (
+    _FINISHED
+    + """
+SELECT provider_id, count(*) AS finished,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS p50,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) AS p90,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY seconds) AS p99,
+       avg(checks)::float8 AS checks_mean,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY checks) AS checks_p90
+FROM finished GROUP BY provider_id
+"""
+)
+
+# width_bucket: 0 below the first edge, i for [edges[i], edges[i+1]), len(edges) past the last.
+HISTOGRAM = (
+    _FINISHED
+    + """
+SELECT provider_id, width_bucket(seconds, %(edges)s::float8[]) AS bucket, count(*) AS n
+FROM finished GROUP BY 1, 2
+"""
+)
+
+OUTCOMES = (
+    _FINISHED
+    + """
+SELECT provider_id, (finished_at AT TIME ZONE %(tz)s)::date AS day, outcome, count(*) AS n
+FROM finished GROUP BY 1, 2, 3
+"""
+)
+
+SLOWEST = (
+    _FINISHED
+    + """
+SELECT order_id, order_no, provider_id, seconds, checks, outcome, finished_at
+FROM finished ORDER BY seconds DESC, order_id LIMIT %(limit)s
+"""
+)
+
+MOST_CHECKED = (
+    _FINISHED
+    + """
+SELECT order_id, order_no, provider_id, seconds, checks, outcome, finished_at
+FROM finished ORDER BY checks DESC, seconds DESC, order_id LIMIT %(limit)s
+"""
+)
+
+# By time (ordermon_attempts_checked_at): every check of the period, per provider and hour.
+HOURLY = """
+SELECT provider_id,
+       date_trunc('hour', checked_at AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS hour,
+       count(*) AS checks,
+       count(*) FILTER (WHERE outcome = 'error') AS errors,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95
+FROM ordermon_attempts
+WHERE checked_at >= %(since)s AND checked_at < %(now)s
+  AND (%(providers)s::text[] IS NULL OR provider_id = ANY(%(providers)s::text[]))
+GROUP BY 1, 2
+"""
+
+REFUNDS = """
+SELECT o."providerId" AS provider_id, (r.refunded_at AT TIME ZONE %(tz)s)::date AS day,
+       o."sellPriceCurrency" AS currency, count(*) AS n, sum(r.amount) AS amount
+FROM ordermon_refunds r
+JOIN product_orders o ON o.id = r.order_id
+WHERE r.refunded_at >= %(since)s AND r.refunded_at < %(now)s
+  AND (%(providers)s::text[] IS NULL OR o."providerId" = ANY(%(providers)s::text[]))
+GROUP BY 1, 2, 3
+"""
+
+# The orders still waiting now, by how long since they were sent.
+BACKLOG = """
+SELECT provider_id,
+       width_bucket(extract(epoch FROM %(now)s - sent_at)::float8, %(edges)s::float8[]) AS bucket,
+       count(*) AS n
+FROM ordermon_enrolments
+WHERE state = 'waiting'
+  AND (%(providers)s::text[] IS NULL OR provider_id = ANY(%(providers)s::text[]))
+GROUP BY 1, 2
+"""
