@@ -312,3 +312,29 @@ def test_time_to_final_reads_the_hour_through_indexes(conn: db.Connection) -> No
     assert "Seq Scan on ordermon_enrolments" not in plan, plan
     assert "ordermon_attempts_checked_at" in plan or "ordermon_attempts_provider" in plan, plan
     assert "ordermon_enrolments_pkey" in plan, plan
+
+
+def test_unwatched_provider_ids_stay_few_and_escaped() -> None:
+    """Past UNWATCHED_IDS unknown provider ids (the most orders first), the rest are summed
+    under one series; ids come back exactly from the escaped text."""
+    row = {"configured": False, "waiting": 0, "expired": 0, "held": 0, "paused_until": None}
+    rows = [
+        {**row, "provider_id": f'id"{i}\\', "name": f'id"{i}\\', "unwatched": 100 - i}
+        for i in range(metrics.UNWATCHED_IDS + 5)
+    ]
+    rows.append({**row, "provider_id": "", "name": '(no "providerId")', "unwatched": 0})
+    figures = {"providers": rows, "oldest_waiting_age_s": None, "dead_events": 0}
+    text = metrics.render(figures, [], 1.0, None)
+    unwatched = {
+        s.labels["provider_id"]: s.value
+        for f in text_string_to_metric_families(text)
+        if f.name == "ordermon_orders_unwatched"
+        for s in f.samples
+    }
+    assert len(unwatched) == metrics.UNWATCHED_IDS + 1
+    assert unwatched['id"0\\'] == 100 and unwatched[f'id"{metrics.UNWATCHED_IDS - 1}\\'] == 81
+    assert unwatched[metrics.OTHER_IDS] == sum(100 - i for i in range(20, 25))
+    waiting = [
+        f for f in text_string_to_metric_families(text) if f.name == "ordermon_orders_waiting"
+    ]
+    assert {s.labels["provider"] for s in waiting[0].samples} >= {'(no "providerId")', 'id"3\\'}
