@@ -20,6 +20,7 @@ from ordermon import config, db, migrate
 from ordermon.dev import simulator
 from ordermon.sweep import runner, sweep
 from tests.conftest import (
+    PROVIDER_ID,
     add_order,
     add_user,
     config_document,
@@ -57,18 +58,57 @@ def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
     server.shutdown()
 
 
+def _closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (a webhook there is refused)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """percentile_cont's definition: linear interpolation between the closest ranks."""
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
 def test_metrics_file_matches_the_database(
     conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
 ) -> None:
-    """The textfile parses with prometheus_client and its values are the database's."""
+    """The textfile parses with prometheus_client and its values are the database's: the
+    run's checks, the backlog, held, unwatched (label escaped), dead deliveries and the
+    time-to-final quantiles of the last hour."""
     user = add_user(conn)
-    for i, step in enumerate(["completed:P", "failed", "processing", "processing"]):
+    now = dt.datetime.now(dt.UTC)
+    fates = [("completed:P", 120), ("failed", 600), ("processing", 60), ("processing", 60)]
+    for i, (step, age) in enumerate(fates):
         sim.script(f"m{i}", step)
-        add_order(conn, user, f"m{i}")
+        add_order(conn, user, f"m{i}", sent_at=now - dt.timedelta(seconds=age))
+    sim.script("h0", "failed")  # no customer: cannot be refunded, so it is held
+    add_order(conn, None, "h0", sent_at=now - dt.timedelta(seconds=300))
+    ghost = 'ghost"\\id\nx'  # a providerId no provider has: quote, backslash, newline
+    add_order(conn, user, "g0", provider_id=ghost)
+    add_order(conn, user, "g1", provider_id=ghost)
     textfile = tmp_path / "collector" / "ordermon.prom"
     textfile.parent.mkdir()  # the operator's directory: ordermon never creates one
+    hooks = [
+        {
+            "name": "backend",
+            "url": f"http://127.0.0.1:{_closed_port()}/hook",
+            "secret": "a-webhook-secret-of-some-length",
+            "timeout": "1s",
+        }
+    ]
     config_path = write_config(
-        tmp_path / "c.yaml", db_url, sim.url, metrics={"textfile": str(textfile)}
+        tmp_path / "c.yaml",
+        db_url,
+        sim.url,
+        metrics={"textfile": str(textfile)},
+        notify={"webhooks": hooks, "max_attempts": 1},
     )
     result = run_cli("sweep", "--config", str(config_path))
     assert result.returncode == 0, result.stderr
@@ -93,6 +133,33 @@ def test_metrics_file_matches_the_database(
     assert samples[("ordermon_provider_paused", (("provider", "alaya"),))] == 0
     assert abs(samples[("ordermon_last_success_timestamp_seconds", ())] - time.time()) < 60
     assert samples[("ordermon_oldest_waiting_age_seconds", ())] >= 59
+    assert samples[("ordermon_orders_held", (("provider", "alaya"),))] == 1
+    assert samples[("ordermon_orders_expired", (("provider", "alaya"),))] == 0
+    unwatched = ("ordermon_orders_unwatched", (("provider_id", ghost),))
+    assert samples[unwatched] == 2  # the parser read the escaped id back exactly
+    configured = (("provider", "alaya"), ("provider_id", PROVIDER_ID))
+    assert samples[("ordermon_orders_unwatched", configured)] == 0
+    dead = conn.execute("SELECT count(*) AS n FROM ordermon_deliveries WHERE state = 'dead'")
+    dead_row = dead.fetchone()
+    assert dead_row is not None and dead_row["n"] == 3  # completed, refunded, held
+    assert samples[("ordermon_webhook_deliveries_dead", ())] == 3
+    # Time to final, by hand: the final answers' check time less the order's "sentAt".
+    finals = [
+        (r["checked_at"] - r["sent_at"]).total_seconds()
+        for r in conn.execute(
+            """SELECT a.checked_at, o."sentAt" AS sent_at FROM ordermon_attempts a
+               JOIN product_orders o ON o.id = a.order_id
+               WHERE a.applied IN ('completed', 'refunded', 'rejected', 'held')"""
+        )
+    ]
+    assert len(finals) == 3
+    assert samples[("ordermon_time_to_final_orders", (("provider", "alaya"),))] == 3
+    for q, near in (("0.5", 300), ("0.9", 540), ("0.99", 594)):
+        value = samples[
+            ("ordermon_time_to_final_seconds", (("provider", "alaya"), ("quantile", q)))
+        ]
+        assert value == pytest.approx(_quantile(finals, float(q)), abs=1e-3)
+        assert near <= value < near + 60  # the seconds the sweep took to get there
     assert not list(textfile.parent.glob(".ordermon-*"))  # no temporary file left behind
 
 

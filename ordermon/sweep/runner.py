@@ -101,7 +101,11 @@ def _write_metrics(
     figures = status.gather(conn, cfg, now, runs=0)
     names = {p.id: p.name for p in cfg.providers}
     text = metrics.render(
-        figures, metrics.run_checks(conn, report.run_id, names), report.seconds, now
+        figures,
+        metrics.run_checks(conn, report.run_id, names),
+        report.seconds,
+        now,
+        metrics.time_to_final(conn, now, names),
     )
     try:
         metrics.write(cfg.metrics_textfile, text)
