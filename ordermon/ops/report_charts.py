@@ -72,6 +72,7 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
                 ],
                 f"day ({zone})",
                 "orders",
+                axis="day",
                 barmode="stack",
                 empty="no order finished in this period",
             )
@@ -102,7 +103,7 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
             axis="date",
         ),
     ]
-    for key, title, axis in (("count", "Refunds per day", "refunds"), ("amount", "", "amount")):
+    for key, title, y_title in (("count", "Refunds per day", "refunds"), ("amount", "", "amount")):
         made.append(
             _chart(
                 f"refunds-{key}",
@@ -117,7 +118,8 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
                     for currency, rows in _by_currency(p["refunds_per_day"]).items()
                 ],
                 f"day ({zone})",
-                axis,
+                y_title,
+                axis="day",
                 barmode="group",
                 empty="no refund in this period",
             )
@@ -154,7 +156,7 @@ def _chart(
     """``title`` and the axis titles are already escaped (they may hold a provider's name)."""
     layout: dict[str, Any] = {
         # The page's heading names the chart: no title inside it.
-        "xaxis": {"title": {"text": x_title}, "type": axis, "automargin": True},
+        "xaxis": {"title": {"text": x_title}, "automargin": True, **_AXES[axis]},
         "yaxis": {"title": {"text": y_title}, **(yaxis or {})},
         "height": 380,
         "margin": {"l": 70, "r": 30, "t": 20, "b": 60},
@@ -175,6 +177,14 @@ def _chart(
             }
         ]
     return {"id": chart_id, "title": title, "data": data, "layout": layout}
+
+
+# "day": ISO dates as categories (one bar a day, however few), in date order.
+_AXES: dict[str, dict[str, str]] = {
+    "category": {"type": "category"},
+    "day": {"type": "category", "categoryorder": "category ascending"},
+    "date": {"type": "date"},
+}
 
 
 def _bar(name: str, x: list[Any], y: list[Any], raw: bool = False) -> dict[str, Any]:
