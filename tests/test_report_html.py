@@ -95,8 +95,12 @@ def test_every_chart_is_a_valid_plotly_figure(conn: db.Connection) -> None:
     import plotly.graph_objects as go
 
     recent_history(conn)
-    made = report_charts.charts(_figures(conn))
+    figures = _figures(conn)
+    made = report_charts.charts(figures)
     assert [c["id"] for c in made][:2] == ["time-to-final", "percentiles"]
+    # The hours' axis is the whole period, in the zone's wall clock (UTC here).
+    [rate] = [c for c in made if c["id"] == "error-rate"]
+    assert rate["layout"]["xaxis"]["range"] == [figures[k][:19] for k in ("since", "now")]
     for chart in made:
         go.Figure(data=chart["data"], layout=chart["layout"])
 

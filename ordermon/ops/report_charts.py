@@ -77,6 +77,8 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
                 empty="no order finished in this period",
             )
         )
+    # The hours' axis spans the whole period (a lone hour is not stretched to milliseconds).
+    span = {"range": [_wall_clock(figures[k], tz) for k in ("since", "now")]}
     made += [
         _chart(
             "error-rate",
@@ -86,7 +88,8 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
             "error rate",
             empty="no check in this period",
             axis="date",
-            yaxis={"tickformat": ".0%", "rangemode": "tozero"},
+            xaxis=span,
+            yaxis={"tickformat": ".0%"},
         ),
         _chart(
             "latency",
@@ -101,6 +104,7 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
             "ms",
             empty="no check in this period",
             axis="date",
+            xaxis=span,
         ),
     ]
     for key, title, y_title in (("count", "Refunds per day", "refunds"), ("amount", "", "amount")):
@@ -151,13 +155,14 @@ def _chart(
     barmode: str | None = None,
     empty: str | None = None,
     axis: str = "category",
+    xaxis: dict[str, Any] | None = None,
     yaxis: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``title`` and the axis titles are already escaped (they may hold a provider's name)."""
     layout: dict[str, Any] = {
         # The page's heading names the chart: no title inside it.
-        "xaxis": {"title": {"text": x_title}, "automargin": True, **_AXES[axis]},
-        "yaxis": {"title": {"text": y_title}, **(yaxis or {})},
+        "xaxis": {"title": {"text": x_title}, "automargin": True, **_AXES[axis], **(xaxis or {})},
+        "yaxis": {"title": {"text": y_title}, "rangemode": "tozero", **(yaxis or {})},
         "height": 380,
         "margin": {"l": 70, "r": 30, "t": 20, "b": 60},
         "legend": {"orientation": "h", "y": -0.25},
@@ -222,9 +227,13 @@ def _hourly(hours: list[dict[str, Any]], key: str, zone: str) -> tuple[list[str]
     steps = int((last - first).total_seconds()) // 3600 + 1
     # Steps of real hours: a day that changes its offset keeps every hour exactly once.
     moments = [first + dt.timedelta(hours=i) for i in range(steps)]
-    local = zoneinfo.ZoneInfo(zone)
-    shown = [m.astimezone(local).replace(tzinfo=None).isoformat() for m in moments]
+    shown = [_wall_clock(m.isoformat(), zone) for m in moments]
     return shown, [by_hour.get(m) for m in moments]
+
+
+def _wall_clock(moment: str, zone: str) -> str:
+    local = dt.datetime.fromisoformat(moment).astimezone(zoneinfo.ZoneInfo(zone))
+    return local.replace(tzinfo=None).isoformat()
 
 
 def _by_currency(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
