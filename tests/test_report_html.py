@@ -307,3 +307,41 @@ def test_the_empty_page_in_a_real_browser(tmp_path: Path, db_url: str) -> None:
             browser.close()
     assert "nothing yet" in said
     assert browser.problems == [] and browser.left == []
+
+
+def test_the_crontab_line_refreshes_the_page(
+    tmp_path: Path, db_url: str, conn: db.Connection
+) -> None:
+    """crontab.example's (commented) report line, run as cron runs it (/bin/sh, an almost
+    empty environment): it writes the page, 0644, and says nothing."""
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).parent.parent
+    [line] = [
+        line[1:]
+        for line in (root / "crontab.example").read_text().splitlines()
+        if re.match(r"^#[*0-9/,-]+( [*0-9/,-]+){4} ", line) and " report " in line
+    ]
+    command = line.split(" ", 6)[6]
+    recent_history(conn)
+    config_path = write_config(tmp_path / "config.yaml", db_url, "http://unused")
+    (tmp_path / "env").write_text("")
+    (tmp_path / "www").mkdir()
+    places = {
+        "/etc/ordermon/env": str(tmp_path / "env"),
+        "/etc/ordermon/config.yaml": str(config_path),
+        "/var/www/ordermon/report.html": str(tmp_path / "www" / "report.html"),
+        "/opt/ordermon/bin/ordermon": str(Path(sys.executable).parent / "ordermon"),
+    }
+    for shipped, here in places.items():
+        assert shipped in command
+        command = command.replace(shipped, here)
+    cron_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh"}
+    done = subprocess.run(
+        ["/bin/sh", "-c", command], env=cron_env, capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    page = tmp_path / "www" / "report.html"
+    assert stat.S_IMODE(page.stat().st_mode) == 0o644 and "Plotly.newPlot" in page.read_text()
