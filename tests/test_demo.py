@@ -68,6 +68,12 @@ def test_demo_without_plotly_says_how_to_get_the_report(tmp_path: Path) -> None:
     assert not page.exists()
 
 
+def test_demo_with_a_bad_report_path_stops_before_it_starts(tmp_path: Path) -> None:
+    result = run_cli("demo", "--report", str(tmp_path / "missing" / "r.html"), timeout=60)
+    assert result.returncode == 2 and "--report" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "starting" not in result.stdout
+
+
 def test_demo_stopped_by_sigterm_leaves_no_postgres(tmp_path: Path) -> None:
     """SIGTERM in the middle of the demo ends it as Ctrl-C does: its private PostgreSQL is
     stopped and its directory removed on the way out."""

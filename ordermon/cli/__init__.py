@@ -276,8 +276,10 @@ def demo(
 ) -> None:
     """The whole loop on a private PostgreSQL and a simulated provider; needs no setup."""
     from ordermon.dev import demo as demos
+    from ordermon.ops import report_html
 
     with support.expected_failures():
+        report_html.check_target(report, "--report")  # before the demo, not after it
         demos.run(orders, report)
 
 

@@ -84,6 +84,8 @@ def report(
             raise errors.UsageError("--html and --json: give one of them")
         # Before the database: a missing extra is told at once.
         plotly = report_html.plotly_js() if html is not None else ""
+        if html is not None:
+            report_html.check_target(html)
 
     def work(cfg: Any, conn: Any) -> dict[str, Any]:
         support.known_providers(cfg, names)

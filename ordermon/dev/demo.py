@@ -98,7 +98,7 @@ def _report(console: Any, conn: db.Connection, cfg: config.Config, path: Path) -
     from rich.markup import escape
 
     figures = report.gather(conn, cfg, sweep.utc_now(), dt.timedelta(hours=1))
-    report_html.write(path, report_html.page(figures, plotly))
+    report_html.write(path, report_html.page(figures, plotly), "--report")
     console.print(
         escape(f"\nThe report of the last hour, as charts (open it in a browser): {path}")
     )

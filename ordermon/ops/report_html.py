@@ -87,15 +87,11 @@ def page(figures: dict[str, Any], plotly: str) -> str:
     )
 
 
-def write(path: Path, text: str) -> None:
+def write(path: Path, text: str, option: str = "--html") -> None:
     """Replace ``path`` atomically (a reader sees the old page or the new one, never half of
     one), readable by all (0644, for a web server). Its directory is never created here; a
     path that cannot be written is a usage error and leaves what was there as it was."""
-    where = f"--html {label_path(path)}"
-    if path.is_dir():
-        raise errors.UsageError(f"{where}: is a directory; give a file name")
-    if not path.parent.is_dir():
-        raise errors.UsageError(f"{where}: no directory {label_path(path.parent)}; create it")
+    where = check_target(path, option)
     try:
         handle, temporary = tempfile.mkstemp(
             prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
@@ -117,8 +113,15 @@ def write(path: Path, text: str) -> None:
         raise
 
 
-def label_path(path: Path) -> str:
-    return str(path)[:300]
+def check_target(path: Path, option: str = "--html") -> str:
+    """A usage error unless ``path`` names a file in a directory that exists (told before
+    any work); the option and path, for messages."""
+    where = f"{option} {str(path)[:300]}"
+    if path.is_dir():
+        raise errors.UsageError(f"{where}: is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise errors.UsageError(f"{where}: no directory {str(path.parent)[:300]}; create it")
+    return where
 
 
 def _json(value: Any) -> str:
