@@ -20,7 +20,7 @@ import psycopg.errors
 
 from ordermon import db
 from ordermon.providers import base
-from ordermon.sweep import schedule, shop, store, unrecorded
+from ordermon.sweep import estimate, models, schedule, shop, store, unrecorded
 
 # What recording can end in; the sweep counts these.
 COMPLETED, REFUNDED, REJECTED, HELD = "completed", "refunded", "rejected", "held"
@@ -45,6 +45,9 @@ class Context:
     # The longest a provider's wait (Retry-After) may push a check back (pause.max_cooldown
     # for a sweep); never past give_up_after.
     longest_wait: dt.timedelta | None = None
+    # A learned provider's plan (or its reason for backoff); None: schedule.mode backoff.
+    choice: models.Choice | None = None
+    explore_draw: float = 1.0  # in [0, 1): under schedule.explore, a learned pause is halved
 
 
 def record(conn: db.Connection, claim: store.Claim, check: base.Check, ctx: Context) -> str:
@@ -138,6 +141,33 @@ def _record_failure(
     if unrecorded_items is not None:
         unrecorded_items.append(unrecorded.Unrecorded(index, why, kept=result is not None))
     return result or ERROR
+
+
+def _planned(claim: store.Claim, ctx: Context) -> tuple[float | None, str]:
+    """A learned provider's pause for this order (None: backoff's), and what chose it."""
+    choice = ctx.choice
+    if choice is None:
+        return None, ""
+    if choice.plan is None:
+        return None, f"{choice.note}, after check {claim.attempts}"
+    waited = (ctx.now - claim.sent_at).total_seconds()
+    pause = schedule.learned_pause(choice.plan.pause_after(waited), ctx.policy, ctx.explore_draw)
+    if pause is None:
+        return None, f"backoff after check {claim.attempts}: past what was learned"
+    summary = choice.plan.estimate
+    said = f"learned plan ({choice.note}, {_figures(summary)})"
+    if ctx.explore_draw < ctx.policy.explore:
+        said += ", an exploring check at half its pause"
+    return pause, said
+
+
+def _figures(summary: estimate.Estimate) -> str:
+    parts = []
+    for share in (0.5, 0.9):
+        value = summary.quantile(share)
+        if value is not None:
+            parts.append(f"p{int(share * 100)} {value:.0f}s")
+    return ", ".join(parts) or "no quantiles"
 
 
 def _counts(check: base.Check) -> bool:
@@ -282,21 +312,30 @@ class _Batch:
         elif answer.outcome is base.Outcome.COMPLETED:
             self._release(index, claim, "done", COMPLETED, answer.message, None, ctx)
         else:
-            next_check = schedule.next_check_at(
+            planned, chosen_by = _planned(claim, ctx)
+            decision = schedule.decide(
                 ctx.now,
                 claim.attempts,
                 claim.deadline,
                 ctx.policy,
                 ctx.jitter_draw,
                 _wait(check, ctx),
+                planned,
+                chosen_by,
             )
-            if next_check is None:
+            if decision.at is None:
                 self._release(index, claim, "expired", EXPIRED, answer.message, None, ctx)
             else:
                 result = PROCESSING if answer.outcome is base.Outcome.PROCESSING else ERROR
                 self.releases.append(
                     store.Release(
-                        claim, "waiting", str(answer.outcome), answer.message, next_check, ctx.now
+                        claim,
+                        "waiting",
+                        str(answer.outcome),
+                        answer.message,
+                        decision.at,
+                        ctx.now,
+                        why=decision.why,
                     )
                 )
                 self.results[index] = result
