@@ -117,6 +117,7 @@ def test_history_places_the_checks(
     first = add_order(conn, add_user(conn), "first", sent_at=clock.now)
     _sweep(conn, cfg, clock)
     stored = conn.execute("SELECT * FROM ordermon_schedule_models").fetchone()
+    assert stored is not None
     assert stored["samples"] == 150 and 20 <= stored["p50"] <= 30 and stored["covered"] == 1
     row = enrolment_of(conn, first)
     assert 20 <= (row["next_check_at"] - clock.now).total_seconds() <= 30
