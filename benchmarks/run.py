@@ -265,6 +265,13 @@ def scenario_7(url: str, scale: float) -> list[Row]:
     ]
 
 
+def scenario_8(url: str, scale: float) -> list[Row]:
+    """Schedules: backoff against learned on the same orders (benchmarks/learned.py)."""
+    from benchmarks import learned
+
+    return learned.scenario_8(url, _fresh_database_like(url))
+
+
 SCENARIOS: dict[int, Callable[[str, float], list[Row]]] = {
     1: scenario_1,
     2: scenario_2,
@@ -273,6 +280,7 @@ SCENARIOS: dict[int, Callable[[str, float], list[Row]]] = {
     5: scenario_5,
     6: scenario_6,
     7: scenario_7,
+    8: scenario_8,
 }
 
 

@@ -3,8 +3,10 @@ checks, the summary is refreshed at most every refresh_every, a corrupted one is
 and an idle sweep never reads it."""
 
 import datetime as dt
+import json
 import logging
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from tests.conftest import (
     add_user,
     config_document,
     enrolment_of,
+    run_cli,
 )
 
 LEARNED = {"mode": "learned", "min_samples": 100, "min_delay": "1s", "explore": 0}
@@ -193,3 +196,34 @@ def test_an_idle_sweep_reads_no_summary(
     monkeypatch.setattr(models, "first_checks", forbidden)
     report = _sweep(conn, cfg, clock)
     assert report.counts["claimed"] == 0
+
+
+def test_providers_and_show_say_the_schedule(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> None:
+    """`providers` gives the mode, the sample size and the learned p50 / p90 (the table and
+    --json); `show` says why the next check is when it is."""
+    clock = FakeClock()
+    _history(conn, clock.now, [(20.0, 30.0)] * 150)
+    document = config_document(db_url, sim.url)
+    document["providers"][0]["schedule"] = LEARNED | {"max_delay": "1m"}
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(document))
+    order = add_order(conn, add_user(conn), "seen", sent_at=clock.now)
+    _sweep(conn, config.parse(document, {}), clock)
+    listed = run_cli("providers", "--json", "--config", str(path))
+    assert listed.returncode == 0, listed.stderr
+    [row] = json.loads(listed.stdout)
+    assert row["schedule"]["mode"] == "learned" and row["schedule"]["in_use"] == "learned"
+    assert row["schedule"]["samples"] == 150
+    assert 20 <= row["schedule"]["p50_s"] <= 30 and 20 <= row["schedule"]["p90_s"] <= 30
+    table = run_cli("providers", "--config", str(path))
+    assert table.returncode == 0, table.stderr
+    assert "learned: 150 orders, p50 2" in " ".join(table.stdout.split())
+    shown = run_cli("show", str(order), "--config", str(path))
+    assert shown.returncode == 0, shown.stderr
+    assert "(learned plan (learned from 150 orders, p50 " in " ".join(shown.stdout.split())
+    document["providers"][0]["schedule"] = {}
+    path.write_text(json.dumps(document))
+    [row] = json.loads(run_cli("providers", "--json", "--config", str(path)).stdout)
+    assert row["schedule"] == {"mode": "backoff", "in_use": "backoff"}

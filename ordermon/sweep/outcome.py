@@ -289,7 +289,14 @@ class _Batch:
         )
         self.releases.append(
             store.Release(
-                claim, "waiting", ERROR, check.answer.message, next_check, ctx.now, counted=False
+                claim,
+                "waiting",
+                ERROR,
+                check.answer.message,
+                next_check,
+                ctx.now,
+                counted=False,
+                why="provider trouble: backoff or its Retry-After, no attempt spent",
             )
         )
         self.results[index] = ERROR

@@ -290,7 +290,16 @@ class Sweeper:
             soon = now + dt.timedelta(seconds=lane.provider.timeout + 1)
             for claims in claims_by_reference.values():
                 releases.extend(
-                    store.Release(c, "waiting", outcome.ERROR, ABANDONED, soon, now, counted=False)
+                    store.Release(
+                        c,
+                        "waiting",
+                        outcome.ERROR,
+                        ABANDONED,
+                        soon,
+                        now,
+                        counted=False,
+                        why="abandoned at the time limit: after the provider's timeout",
+                    )
                     for c in claims
                 )
         in_flight.clear()
