@@ -196,6 +196,40 @@ def choices(
     return {p.id: choose(p, rows.get(p.id), now) for p in learned}
 
 
+def planned(
+    choice: Choice | None,
+    sent_at: dt.datetime,
+    attempts: int,
+    now: dt.datetime,
+    policy: schedule.Policy,
+    explore_draw: float,
+) -> tuple[float | None, str]:
+    """A learned provider's pause for an order unanswered now (None: backoff's), and what
+    chose it, in the words `ordermon show` prints; ("", None) for a backoff provider."""
+    if choice is None:
+        return None, ""
+    if choice.plan is None:
+        return None, f"{choice.note}, after check {attempts}"
+    waited = (now - sent_at).total_seconds()
+    pause = schedule.learned_pause(choice.plan.pause_after(waited), policy, explore_draw)
+    if pause is None:
+        return None, f"backoff after check {attempts}: past what was learned"
+    said = f"learned plan ({choice.note}, {figures(choice.plan.estimate)})"
+    if explore_draw < policy.explore:
+        said += ", an exploring check at half its pause"
+    return pause, said
+
+
+def figures(summary: estimate.Estimate) -> str:
+    """``p50 90s, p90 394s``: what was learned, in a few words."""
+    parts = []
+    for share in (0.5, 0.9):
+        value = summary.quantile(share)
+        if value is not None:
+            parts.append(f"p{int(share * 100)} {value:.0f}s")
+    return ", ".join(parts) or "no quantiles"
+
+
 def first_checks(
     conn: db.Connection, chosen: Sequence[provider_config.ProviderConfig], now: dt.datetime
 ) -> dict[str, tuple[float, schedule.Policy, str]]:

@@ -20,7 +20,7 @@ import psycopg.errors
 
 from ordermon import db
 from ordermon.providers import base
-from ordermon.sweep import estimate, models, schedule, shop, store, unrecorded
+from ordermon.sweep import models, schedule, shop, store, unrecorded
 
 # What recording can end in; the sweep counts these.
 COMPLETED, REFUNDED, REJECTED, HELD = "completed", "refunded", "rejected", "held"
@@ -141,33 +141,6 @@ def _record_failure(
     if unrecorded_items is not None:
         unrecorded_items.append(unrecorded.Unrecorded(index, why, kept=result is not None))
     return result or ERROR
-
-
-def _planned(claim: store.Claim, ctx: Context) -> tuple[float | None, str]:
-    """A learned provider's pause for this order (None: backoff's), and what chose it."""
-    choice = ctx.choice
-    if choice is None:
-        return None, ""
-    if choice.plan is None:
-        return None, f"{choice.note}, after check {claim.attempts}"
-    waited = (ctx.now - claim.sent_at).total_seconds()
-    pause = schedule.learned_pause(choice.plan.pause_after(waited), ctx.policy, ctx.explore_draw)
-    if pause is None:
-        return None, f"backoff after check {claim.attempts}: past what was learned"
-    summary = choice.plan.estimate
-    said = f"learned plan ({choice.note}, {_figures(summary)})"
-    if ctx.explore_draw < ctx.policy.explore:
-        said += ", an exploring check at half its pause"
-    return pause, said
-
-
-def _figures(summary: estimate.Estimate) -> str:
-    parts = []
-    for share in (0.5, 0.9):
-        value = summary.quantile(share)
-        if value is not None:
-            parts.append(f"p{int(share * 100)} {value:.0f}s")
-    return ", ".join(parts) or "no quantiles"
 
 
 def _counts(check: base.Check) -> bool:
@@ -319,7 +292,9 @@ class _Batch:
         elif answer.outcome is base.Outcome.COMPLETED:
             self._release(index, claim, "done", COMPLETED, answer.message, None, ctx)
         else:
-            planned, chosen_by = _planned(claim, ctx)
+            planned, chosen_by = models.planned(
+                ctx.choice, claim.sent_at, claim.attempts, ctx.now, ctx.policy, ctx.explore_draw
+            )
             decision = schedule.decide(
                 ctx.now,
                 claim.attempts,
