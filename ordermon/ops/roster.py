@@ -5,6 +5,8 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
+import psycopg.errors
+
 from ordermon import config, db, providers
 from ordermon.config import human
 from ordermon.config import providers as provider_config
@@ -68,9 +70,18 @@ def rows(
 
 
 def _summaries(conn: db.Connection, cfg: config.Config) -> dict[str, dict[str, Any]]:
+    """The learned providers' stored summaries; none before `ordermon migrate` made their
+    table (each learned provider then says backoff: nothing learned yet)."""
     from ordermon.sweep import models
 
-    return models.load(conn, [p.id for p in cfg.providers if p.policy.learned])
+    learned = [p.id for p in cfg.providers if p.policy.learned]
+    if not learned:
+        return {}
+    try:
+        with conn.transaction():
+            return models.load(conn, learned)
+    except psycopg.errors.UndefinedTable:
+        return {}
 
 
 def _schedule(
