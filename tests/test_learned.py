@@ -6,9 +6,11 @@ import math
 import random
 from collections.abc import Callable
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ordermon import config, errors
 from ordermon.config import providers as provider_config
 from ordermon.sweep import estimate, models, placement, schedule
 
@@ -259,3 +261,45 @@ def test_a_learned_pause_is_never_shorter_than_min_delay() -> None:
     assert schedule.learned_pause(5000.0, policy, 0.99) == 600.0
     assert schedule.learned_pause(None, policy, 0.0) is None
     assert schedule.learned_pause(math.nan, policy, 0.0) is None
+
+
+def test_schedule_keys_are_checked_strictly() -> None:
+    """The learned keys are parsed like the others; a backoff config whose max_delay is under
+    the default min_delay stays valid (configs written before the learned mode keep
+    loading), a learned one is told what to change."""
+
+    def parse(schedule: dict[str, object]) -> config.Config:
+        document = {
+            "database": {"url": "postgresql://x@127.0.0.1/db"},
+            "schedule": schedule,
+            "providers": [
+                {
+                    "id": "p",
+                    "name": "p",
+                    "kind": "znet",
+                    "base_url": "http://x",
+                    "kod": "k",
+                    "sifre": "sss",
+                }
+            ],
+        }
+        return config.parse(document, {})
+
+    assert parse({"max_delay": "1s", "base_delay": "1s"}).providers[0].policy.mode == "backoff"
+    learned = parse({"mode": "learned", "request_cost": "45s", "window": "2d", "explore": 0})
+    policy = learned.providers[0].policy
+    assert policy.learned and policy.request_cost == dt.timedelta(seconds=45)
+    assert policy.window == dt.timedelta(days=2) and policy.explore == 0.0
+    cases: list[tuple[dict[str, object], str]] = [
+        ({"mode": "clever"}, "schedule.mode: expected one of backoff, learned"),
+        ({"mode": "learned", "max_delay": "1s", "base_delay": "1s"}, "than min_delay (5s)"),
+        ({"explore": 0.9}, "schedule.explore: must be between 0 and 0.5"),
+        ({"window_orders": 0}, "schedule.window_orders: must be at least 1"),
+        ({"min_samples": "many"}, "schedule.min_samples: expected a whole number"),
+        ({"mode": "learned", "stale_after": "1m"}, "shorter than refresh_every (300s)"),
+        ({"request_cost": "soon"}, "schedule.request_cost"),
+    ]
+    for bad, said in cases:
+        with pytest.raises(errors.ConfigError) as raised:
+            parse(bad)
+        assert said in str(raised.value) + " ".join(raised.value.problems), bad

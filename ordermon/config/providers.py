@@ -258,7 +258,9 @@ def policy(
             )
         if policy.give_up_after <= dt.timedelta(0):
             problems.add(f"{key}.give_up_after: must be longer than 0s")
-        if policy.max_delay < policy.min_delay:
+        # The learned keys are checked against each other only where they are used, so a
+        # backoff config with a max_delay under the default min_delay stays valid.
+        if policy.learned and policy.max_delay < policy.min_delay:
             problems.add(
                 f"{key}.max_delay: {validate.seconds(policy.max_delay)} must not be shorter "
                 f"than min_delay ({validate.seconds(policy.min_delay)})"
@@ -266,7 +268,7 @@ def policy(
         for name in ("window", "refresh_every", "stale_after"):
             if getattr(policy, name) <= dt.timedelta(0):
                 problems.add(f"{key}.{name}: must be longer than 0s")
-        if policy.stale_after < policy.refresh_every:
+        if policy.learned and policy.stale_after < policy.refresh_every:
             problems.add(
                 f"{key}.stale_after: {validate.seconds(policy.stale_after)} must not be "
                 f"shorter than refresh_every ({validate.seconds(policy.refresh_every)})"
