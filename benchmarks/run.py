@@ -173,6 +173,12 @@ def scenario_4(url: str, scale: float) -> list[Row]:
     config_path = _config(url, "znet", "http://127.0.0.1:9")
     _sweep(url, config_path)  # migrate-check once, create the run tables' pages
     sweep_cmd = [sys.executable, "-m", "ordermon", "sweep", "--config", str(config_path)]
+    # The same provider on the learned schedule: an idle sweep must not read its summary.
+    learned_path = config_path.with_suffix(".learned.yaml")
+    document = yaml.safe_load(config_path.read_text())
+    document["schedule"]["mode"] = "learned"
+    learned_path.write_text(yaml.safe_dump(document))
+    learned_cmd = [*sweep_cmd[:-1], str(learned_path)]
     floor_cmd = [
         sys.executable,
         "-c",
@@ -181,10 +187,11 @@ def scenario_4(url: str, scale: float) -> list[Row]:
     # An installed wheel has its bytecode compiled at install time; a checkout run with
     # PYTHONDONTWRITEBYTECODE (as on CI machines) would compile ordermon on every start.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "ordermon")], check=True)
-    sweep_s, floor_s = _median_runs([sweep_cmd, floor_cmd], 20)
+    sweep_s, learned_s, floor_s = _median_runs([sweep_cmd, learned_cmd, floor_cmd], 20)
     ratio = sweep_s / floor_s
     return [
         _row("4", "idle sweep, whole process (median of 20)", sweep_s * 1000, "ms"),
+        _row("4", "idle sweep, the provider on the learned schedule", learned_s * 1000, "ms"),
         _row("4", "floor: python -c import psycopg, connect, one query", floor_s * 1000, "ms"),
         _row("4", "idle / floor", ratio, "ratio", target="<= 1.4", met=ratio <= 1.4),
     ]
@@ -265,6 +272,13 @@ def scenario_7(url: str, scale: float) -> list[Row]:
     ]
 
 
+def scenario_8(url: str, scale: float) -> list[Row]:
+    """Schedules: backoff against learned on the same orders (benchmarks/learned.py)."""
+    from benchmarks import learned
+
+    return learned.scenario_8(url, _fresh_database_like(url))
+
+
 SCENARIOS: dict[int, Callable[[str, float], list[Row]]] = {
     1: scenario_1,
     2: scenario_2,
@@ -273,6 +287,7 @@ SCENARIOS: dict[int, Callable[[str, float], list[Row]]] = {
     5: scenario_5,
     6: scenario_6,
     7: scenario_7,
+    8: scenario_8,
 }
 
 

@@ -260,3 +260,21 @@ def test_a_host_it_cannot_listen_on_exits_2() -> None:
     assert result.returncode == 2
     assert "cannot listen on no-such-host.invalid:8765" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_delivery_distribution_options() -> None:
+    """A wrong --delivery or --speed is a usage error; a right one is said in the header."""
+    for args in (("--delivery", "gaussian"), ("--delivery", "bimodal", "--speed", "0")):
+        result = run_cli("simulate", "--port", "0", *args, timeout=30)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    with simulate(
+        "--port", "0", "--delivery", "lognormal", "--speed", "1000", "--seed", "1"
+    ) as sim:
+        first = _json_state(sim, "9201")
+        time.sleep(1.5)  # 1500 simulated seconds: past this order's draw (p99 is about 26 min)
+        assert (first, _json_state(sim, "9201")) in {
+            ("IN_PROGRESS", "DELIVERED"),
+            ("DELIVERED", "DELIVERED"),
+        }
+        assert "lognormal" in sim.printed

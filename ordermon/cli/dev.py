@@ -60,6 +60,19 @@ def simulate(
     latency: Annotated[
         float, typer.Option("--latency", min=0, help="Seconds every reply takes.")
     ] = 0.0,
+    delivery: Annotated[
+        str | None,
+        typer.Option(
+            "--delivery",
+            help="Deliver each order at its own time after its first check, drawn from "
+            "lognormal (median 90 s, p95 10 min) or bimodal (70 % within 20 s, 30 % after "
+            "20 min).",
+        ),
+    ] = None,
+    speed: Annotated[
+        float,
+        typer.Option("--speed", help="With --delivery: the clock runs this many times faster."),
+    ] = 1.0,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Do not log each check on stderr.")
     ] = False,
@@ -78,6 +91,8 @@ def simulate(
             after_seconds=after_seconds,
             latency=latency,
             orders=order or [],
+            delivery=delivery,
+            speed=speed,
         )
         stop = _stop_on_signals()
         simulation.serve(settings, sys.stdout, None if quiet else _log, stop)

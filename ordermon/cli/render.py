@@ -150,7 +150,7 @@ def attempt_line(order_id: str, provider: str, check: "base.Check | None", appli
 
 
 def provider_table(rows: list[dict[str, Any]]) -> None:
-    columns = ("name", "kind", "base URL", "limits", "state", "last hour", "probe")
+    columns = ("name", "kind", "base URL", "limits", "state", "last hour", "schedule", "probe")
     table = _table("providers", columns)
     for row in rows:
         limits = row["limits"]
@@ -168,8 +168,32 @@ def provider_table(rows: list[dict[str, Any]]) -> None:
             f"batch {limits['batch_size']}"
         )
         cells = (row["name"], row["kind"], row["base_url"], limits_text, row["state"], hour)
-        table.add_row(*(cell(value) for value in (*cells, row["probe"] or "")))
+        schedule = schedule_text(row["schedule"])
+        table.add_row(*(cell(value) for value in (*cells, schedule, row["probe"] or "")))
     _console().print(table)
+
+
+def schedule_text(schedule: dict[str, Any]) -> str:
+    """``backoff``, or ``learned: 300 orders, p50 1m30s, p90 7m`` and what is in use."""
+    if schedule.get("mode") != "learned":
+        return "backoff"
+    figures = [f"{schedule.get('samples', 0)} orders"]
+    for key in ("p50_s", "p90_s"):
+        if schedule.get(key) is not None:
+            figures.append(f"{key[:3]} {_span(schedule[key])}")
+    text = "learned: " + ", ".join(figures)
+    if schedule.get("in_use") != "learned":
+        text += f"; {schedule.get('why', 'backoff')}"
+    return text
+
+
+def _span(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        minutes, rest = divmod(round(seconds), 60)
+        return f"{minutes}m{rest:02d}s" if rest else f"{minutes}m"
+    return f"{seconds / 3600:.1f}h"
 
 
 class _Bar:

@@ -82,6 +82,8 @@ def dispatch_line(enrolment: dict[str, Any]) -> str:
     line = ", " + checks(enrolment)
     if enrolment["state"] == "waiting":
         line += f"; next check {render.when(enrolment['next_check_at'])}"
+        if enrolment.get("next_check_why"):
+            line += f" ({enrolment['next_check_why']})"
         line += f", deadline {render.when(enrolment['deadline'])}"
         if enrolment["claimed_until"]:
             line += f", claimed until {render.when(enrolment['claimed_until'])}"

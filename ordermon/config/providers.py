@@ -227,8 +227,22 @@ def policy(
             if value is not _FAILED:
                 changes[name] = value
 
-    for name in ("first_check_after", "base_delay", "max_delay", "give_up_after"):
+    for name in (
+        "first_check_after",
+        "base_delay",
+        "max_delay",
+        "give_up_after",
+        "window",
+        "request_cost",
+        "min_delay",
+        "refresh_every",
+        "stale_after",
+    ):
         change(name, validate.duration)
+    change("mode", lambda value, where: validate.choice(value, where, schedule.MODES))
+    change("window_orders", lambda value, where: validate.integer(value, where, 1, 100_000))
+    change("min_samples", lambda value, where: validate.integer(value, where, 1, 100_000))
+    change("explore", lambda value, where: validate.number(value, where, 0.0, 0.5))
     change("factor", lambda value, where: validate.number(value, where, 1.0, 100.0))
     change("jitter", lambda value, where: validate.number(value, where, 0.0, 0.99))
     change(
@@ -244,6 +258,21 @@ def policy(
             )
         if policy.give_up_after <= dt.timedelta(0):
             problems.add(f"{key}.give_up_after: must be longer than 0s")
+        # The learned keys are checked against each other only where they are used, so a
+        # backoff config with a max_delay under the default min_delay stays valid.
+        if policy.learned and policy.max_delay < policy.min_delay:
+            problems.add(
+                f"{key}.max_delay: {validate.seconds(policy.max_delay)} must not be shorter "
+                f"than min_delay ({validate.seconds(policy.min_delay)})"
+            )
+        for name in ("window", "refresh_every", "stale_after"):
+            if getattr(policy, name) <= dt.timedelta(0):
+                problems.add(f"{key}.{name}: must be longer than 0s")
+        if policy.learned and policy.stale_after < policy.refresh_every:
+            problems.add(
+                f"{key}.stale_after: {validate.seconds(policy.stale_after)} must not be "
+                f"shorter than refresh_every ({validate.seconds(policy.refresh_every)})"
+            )
     return policy
 
 

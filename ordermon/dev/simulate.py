@@ -15,6 +15,7 @@ import yaml
 
 from ordermon import errors
 from ordermon.config import human, validate
+from ordermon.dev import delivery as delivery_times
 from ordermon.dev import simulator
 from ordermon.dev import simulator_replies as replies
 
@@ -39,6 +40,10 @@ class Settings:
     after_seconds: float = 0.0
     latency: float = 0.0
     scripts: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Each order's own delivery time, drawn from this distribution (dev/delivery.py) and
+    # counted from its first check, on a clock ``speed`` times faster than real time.
+    delivery: str | None = None
+    speed: float = 1.0
 
 
 def settings(
@@ -51,11 +56,14 @@ def settings(
     after_seconds: float,
     latency: float,
     orders: list[str],
+    delivery: str | None = None,
+    speed: float = 1.0,
 ) -> Settings:
     """The options, checked: a wrong one is a usage error naming it."""
     for option, value, most in (
         ("--latency", latency, replies.MAX_DELAY),
         ("--after-seconds", after_seconds, 7 * 86400.0),
+        ("--speed", speed, 10_000.0),
     ):
         if not 0 <= value <= most:  # NaN and infinity fail this too
             raise errors.UsageError(f"{option}: expected seconds from 0 to {most:g}, got {value}")
@@ -63,7 +71,14 @@ def settings(
         raise errors.UsageError(
             f"--fate: expected one of {', '.join(FATE_CHOICES)}, got {validate.quoted(fate)}"
         )
-    if fate == "random" and seed is None:
+    if delivery is not None and delivery not in delivery_times.DISTRIBUTIONS:
+        raise errors.UsageError(
+            f"--delivery: expected one of {', '.join(delivery_times.DISTRIBUTIONS)}, "
+            f"got {validate.quoted(delivery)}"
+        )
+    if speed <= 0:
+        raise errors.UsageError(f"--speed: expected a positive factor, got {speed}")
+    if (fate == "random" or delivery is not None) and seed is None:
         seed = random.SystemRandom().randrange(1, 1_000_000)  # printed, so it can be repeated
     return Settings(
         host=host,
@@ -74,6 +89,8 @@ def settings(
         after_seconds=after_seconds,
         latency=latency,
         scripts=tuple(_script(order) for order in orders),
+        delivery=delivery,
+        speed=speed,
     )
 
 
@@ -116,7 +133,17 @@ class Fates:
             return "processing"
         if self.clock() - first < self.config.after_seconds:
             return "processing"
+        if self.clock() - first < self.delivery_after(reference):
+            return "processing"
         return self.final(reference)
+
+    def delivery_after(self, reference: str) -> float:
+        """Real seconds from the order's first check to its delivery (0 without --delivery):
+        drawn by the seed and the reference alone, so the same every run."""
+        if self.config.delivery is None:
+            return 0.0
+        draw = delivery_times.DISTRIBUTIONS[self.config.delivery]
+        return draw(random.Random(f"{self.config.seed}/{reference}/delivery")) / self.config.speed
 
 
 def snippet(url: str) -> str:
@@ -148,6 +175,11 @@ def describe(config: Settings) -> str:
         delays.append(f"after {human.plural(config.after_checks, 'check')}")
     if config.after_seconds:
         delays.append(f"{config.after_seconds:g}s after the first check")
+    if config.delivery is not None:
+        delays.append(
+            f"at a {config.delivery} time after the first check (seed {config.seed}, "
+            f"{config.speed:g}x real time)"
+        )
     if delays and config.fate != "pending":
         text += ", due " + " and ".join(delays)
     if config.scripts:

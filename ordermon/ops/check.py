@@ -14,7 +14,7 @@ from ordermon.config import human
 from ordermon.config import providers as provider_config
 from ordermon.events import outbox
 from ordermon.providers import base
-from ordermon.sweep import enrolment, lanes, outcome, runs, store, sweep
+from ordermon.sweep import enrolment, lanes, models, outcome, runs, store, sweep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +145,9 @@ def _check_and_record(
         )
     claim = claims[0]
     check = adapter.check([reference])[reference]
+    # A learned provider's stored plan places the next check as in a sweep (not refreshed:
+    # one order's check is no reason to read the provider's history).
+    choice = models.choices(conn, [provider], now, refreshing=False).get(provider.id)
     ctx = outcome.Context(
         provider.name,
         provider.policy,
@@ -153,6 +156,7 @@ def _check_and_record(
         clock(),
         random.uniform(-1, 1),
         longest_wait=lanes.longest_hold(provider),  # a Retry-After holds as in a sweep
+        choice=choice,
     )
     applied = outcome.record(conn, claim, check, ctx)
     counts = {"claimed": 1, applied if applied in runs.RUN_COUNTS else "failed": 1}

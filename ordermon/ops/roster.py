@@ -5,6 +5,8 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
+import psycopg.errors
+
 from ordermon import config, db, providers
 from ordermon.config import human
 from ordermon.config import providers as provider_config
@@ -23,6 +25,8 @@ class Row:
     error_rate_last_hour: float | None
     probe: str | None = None
     probe_ok: bool | None = None
+    # mode, samples, p50_s, p90_s (learned, seconds) and what places the checks now, why
+    schedule: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -33,6 +37,7 @@ def rows(
 ) -> list[Row]:
     states = health.load(conn, [p.id for p in cfg.providers]) if conn is not None else {}
     rates = _error_rates(conn, now) if conn is not None else {}
+    summaries = _summaries(conn, cfg) if conn is not None else {}
     result = []
     for index, provider in enumerate(cfg.providers):
         redact = base.Redactor(provider.secrets)
@@ -58,9 +63,53 @@ def rows(
                 else None,
                 probe=probe_text,
                 probe_ok=probe_ok,
+                schedule=_schedule(provider, summaries, now, conn is not None),
             )
         )
     return result
+
+
+def _summaries(conn: db.Connection, cfg: config.Config) -> dict[str, dict[str, Any]]:
+    """The learned providers' stored summaries; none before `ordermon migrate` made their
+    table (each learned provider then says backoff: nothing learned yet)."""
+    from ordermon.sweep import models
+
+    learned = [p.id for p in cfg.providers if p.policy.learned]
+    if not learned:
+        return {}
+    try:
+        with conn.transaction():
+            return models.load(conn, learned)
+    except psycopg.errors.UndefinedTable:
+        return {}
+
+
+def _schedule(
+    provider: provider_config.ProviderConfig,
+    summaries: dict[str, dict[str, Any]],
+    now: dt.datetime,
+    connected: bool,
+) -> dict[str, Any]:
+    """The provider's schedule mode and, when learned, what was learned and what is in use."""
+    policy = provider.policy
+    if not policy.learned:
+        return {"mode": policy.mode, "in_use": "backoff"}
+    from ordermon.sweep import models
+
+    if not connected:
+        return {"mode": policy.mode, "in_use": "unknown", "why": "no database"}
+    row = summaries.get(provider.id)
+    choice = models.choose(provider, row, now)
+    summary = choice.summary or (models.checked(row) if row is not None else None)
+    return {
+        "mode": policy.mode,
+        "in_use": "learned" if choice.plan is not None else "backoff",
+        "why": choice.note,
+        "samples": summary.samples if summary else 0,
+        "p50_s": summary.quantile(0.5) if summary else None,
+        "p90_s": summary.quantile(0.9) if summary else None,
+        "computed_at": human.iso(row["computed_at"], "UTC") if row is not None else None,
+    }
 
 
 def _state(state: health.State | None, now: dt.datetime, zone: str) -> str:

@@ -24,7 +24,8 @@ FROM product_orders WHERE id = %(id)s
 """
 _ENROLMENTS = """
 SELECT id, provider_id, reference, sent_at, state, attempts, next_check_at, deadline,
-       claimed_until, last_checked_at, last_outcome, last_message, enrolled_at, finished_at
+       claimed_until, last_checked_at, last_outcome, last_message, enrolled_at, finished_at,
+       next_check_why
 FROM ordermon_enrolments WHERE order_id = %(id)s ORDER BY id
 """
 _ATTEMPTS = """
@@ -124,3 +125,4 @@ def _summarise(enrolment: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     enrolment["troubles"] = troubles
     if enrolment["state"] != "waiting":
         enrolment["next_check_at"] = enrolment["claimed_until"] = None
+        enrolment["next_check_why"] = None

@@ -7,13 +7,17 @@ checks have run out, and counts the dispatched orders it cannot watch, so they a
 
 import dataclasses
 import datetime as dt
+import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ordermon import db
 from ordermon.config import human
-from ordermon.sweep import store
+from ordermon.sweep import schedule, store
+
+# A learned provider's first check: the plan's raw pause from "sentAt", its policy, and why.
+FirstCheck = tuple[float, schedule.Policy, str]
 
 
 def enrol_lock(conn: db.Connection) -> None:
@@ -27,13 +31,26 @@ def enrol(
     conn: db.Connection,
     providers: Sequence[store.ProviderRules],
     order_id: uuid.UUID | None = None,
+    learned_firsts: Callable[[], dict[str, FirstCheck]] | None = None,
 ) -> int:
     """Enrol every new dispatch (or just ``order_id``'s), retiring the order's older
     enrolment. Call it in a transaction, under `enrol_lock`. Usually nothing is new: then it
-    is one statement, which reads only the orders written since the last look."""
+    is one statement, which reads only the orders written since the last look.
+    ``learned_firsts`` gives the learned providers' first checks; it is asked only when there
+    is something new, so an idle sweep reads no learned summary."""
     fresh = conn.execute(_FRESH, fresh_params(providers, order_id)).fetchall()
     if not fresh:
         return 0
+    firsts = [float(r["first_after"]) for r in fresh]
+    whys = ["the first check: first_check_after"] * len(fresh)
+    learned = learned_firsts() if learned_firsts is not None else {}
+    for index, row in enumerate(fresh):
+        if row["provider_id"] in learned:
+            raw, policy, note = learned[row["provider_id"]]
+            pause = schedule.learned_pause(raw, policy, random.random())
+            if pause is not None:
+                firsts[index] = pause
+                whys[index] = f"the first check: {note}"
     dispatches = {
         "orders": [r["order_id"] for r in fresh],
         "providers": [r["provider_id"] for r in fresh],
@@ -58,18 +75,21 @@ def enrol(
     )
     cursor = conn.execute(
         """INSERT INTO ordermon_enrolments
-               (order_id, provider_id, reference, sent_at, next_check_at, deadline)
+               (order_id, provider_id, reference, sent_at, next_check_at, deadline,
+                next_check_why)
            SELECT order_id, provider_id, reference, sent_at,
                   sent_at + make_interval(secs => first_after),
-                  sent_at + make_interval(secs => give_up)
+                  sent_at + make_interval(secs => give_up), why
            FROM unnest(%(orders)b::uuid[], %(providers)b::text[], %(references)b::text[],
-                       %(sent)b::timestamptz[], %(first)b::float8[], %(give_up)b::float8[])
-                AS v(order_id, provider_id, reference, sent_at, first_after, give_up)
+                       %(sent)b::timestamptz[], %(first)b::float8[], %(give_up)b::float8[],
+                       %(whys)b::text[])
+                AS v(order_id, provider_id, reference, sent_at, first_after, give_up, why)
            ON CONFLICT DO NOTHING""",
         dispatches
         | {
-            "first": [r["first_after"] for r in fresh],
+            "first": firsts,
             "give_up": [r["give_up"] for r in fresh],
+            "whys": whys,
         },
     )
     return max(cursor.rowcount, 0)

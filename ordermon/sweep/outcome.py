@@ -20,7 +20,7 @@ import psycopg.errors
 
 from ordermon import db
 from ordermon.providers import base
-from ordermon.sweep import schedule, shop, store, unrecorded
+from ordermon.sweep import models, schedule, shop, store, unrecorded
 
 # What recording can end in; the sweep counts these.
 COMPLETED, REFUNDED, REJECTED, HELD = "completed", "refunded", "rejected", "held"
@@ -45,6 +45,9 @@ class Context:
     # The longest a provider's wait (Retry-After) may push a check back (pause.max_cooldown
     # for a sweep); never past give_up_after.
     longest_wait: dt.timedelta | None = None
+    # A learned provider's plan (or its reason for backoff); None: schedule.mode backoff.
+    choice: models.Choice | None = None
+    explore_draw: float = 1.0  # in [0, 1): under schedule.explore, a learned pause is halved
 
 
 def record(conn: db.Connection, claim: store.Claim, check: base.Check, ctx: Context) -> str:
@@ -259,7 +262,14 @@ class _Batch:
         )
         self.releases.append(
             store.Release(
-                claim, "waiting", ERROR, check.answer.message, next_check, ctx.now, counted=False
+                claim,
+                "waiting",
+                ERROR,
+                check.answer.message,
+                next_check,
+                ctx.now,
+                counted=False,
+                why="provider trouble: backoff or its Retry-After, no attempt spent",
             )
         )
         self.results[index] = ERROR
@@ -282,21 +292,32 @@ class _Batch:
         elif answer.outcome is base.Outcome.COMPLETED:
             self._release(index, claim, "done", COMPLETED, answer.message, None, ctx)
         else:
-            next_check = schedule.next_check_at(
+            planned, chosen_by = models.planned(
+                ctx.choice, claim.sent_at, claim.attempts, ctx.now, ctx.policy, ctx.explore_draw
+            )
+            decision = schedule.decide(
                 ctx.now,
                 claim.attempts,
                 claim.deadline,
                 ctx.policy,
                 ctx.jitter_draw,
                 _wait(check, ctx),
+                planned,
+                chosen_by,
             )
-            if next_check is None:
+            if decision.at is None:
                 self._release(index, claim, "expired", EXPIRED, answer.message, None, ctx)
             else:
                 result = PROCESSING if answer.outcome is base.Outcome.PROCESSING else ERROR
                 self.releases.append(
                     store.Release(
-                        claim, "waiting", str(answer.outcome), answer.message, next_check, ctx.now
+                        claim,
+                        "waiting",
+                        str(answer.outcome),
+                        answer.message,
+                        decision.at,
+                        ctx.now,
+                        why=decision.why,
                     )
                 )
                 self.results[index] = result

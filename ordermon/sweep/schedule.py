@@ -8,6 +8,8 @@ import dataclasses
 import datetime as dt
 import math
 
+MODES = ("backoff", "learned")
+
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
@@ -20,6 +22,21 @@ class Policy:
     jitter: float = 0.1
     max_attempts: int | None = None
     give_up_after: dt.timedelta = dt.timedelta(hours=24)
+    # ``backoff`` (the formula above) or ``learned``: checks placed from the provider's own
+    # history (sweep/placement.py), backoff while too little or too old is known.
+    mode: str = "backoff"
+    window: dt.timedelta = dt.timedelta(days=7)  # learn from orders finished this recently,
+    window_orders: int = 2000  # and at most this many of the latest
+    min_samples: int = 100  # fewer finished orders in the window: backoff
+    request_cost: dt.timedelta = dt.timedelta(seconds=20)  # one request is worth this delay
+    min_delay: dt.timedelta = dt.timedelta(seconds=5)  # the shortest learned pause
+    explore: float = 0.1  # the share of learned pauses halved, so it keeps learning
+    refresh_every: dt.timedelta = dt.timedelta(minutes=5)  # the summary is recomputed then,
+    stale_after: dt.timedelta = dt.timedelta(hours=1)  # and one older than this is not used
+
+    @property
+    def learned(self) -> bool:
+        return self.mode == "learned"
 
 
 def first_check_at(sent_at: dt.datetime, policy: Policy) -> dt.datetime:
@@ -38,6 +55,11 @@ def backoff(attempts: int, policy: Policy, jitter_draw: float) -> dt.timedelta:
     The exponent is capped before it is used, so attempt 10,000 costs the same as attempt 10
     and never overflows a float.
     """
+    return spread(raw_backoff(attempts, policy), policy, jitter_draw)
+
+
+def raw_backoff(attempts: int, policy: Policy) -> float:
+    """Backoff's pause in seconds before the jitter."""
     base = policy.base_delay.total_seconds()
     cap = policy.max_delay.total_seconds()
     exponent = max(attempts - 1, 0)
@@ -46,8 +68,29 @@ def backoff(attempts: int, policy: Policy, jitter_draw: float) -> dt.timedelta:
         raw = min(base * policy.factor**exponent, cap)
     else:
         raw = min(base, cap)
+    return raw
+
+
+def spread(seconds: float, policy: Policy, jitter_draw: float) -> dt.timedelta:
+    """A pause spread by the jitter (the draw is in [-1, 1]), never negative."""
     draw = min(max(jitter_draw, -1.0), 1.0)
-    return dt.timedelta(seconds=max(raw * (1 + policy.jitter * draw), 0.0))
+    if math.isnan(draw):
+        draw = 0.0
+    return dt.timedelta(seconds=max(seconds * (1 + policy.jitter * draw), 0.0))
+
+
+def learned_pause(planned: float | None, policy: Policy, explore_draw: float = 1.0) -> float | None:
+    """A learned plan's pause (seconds) bounded to [min_delay, max_delay], halved when the
+    draw in [0, 1) falls under ``explore`` (so the schedule keeps seeing what happens before
+    its own checks); None (backoff) when the plan has nothing to say or no number."""
+    if planned is None or math.isnan(planned):
+        return None
+    low = policy.min_delay.total_seconds()
+    high = max(policy.max_delay.total_seconds(), low)
+    pause = min(max(planned, low), high)
+    if explore_draw < policy.explore:
+        pause = max(pause / 2, low)
+    return pause
 
 
 def is_exhausted(
@@ -61,6 +104,49 @@ def is_exhausted(
     return now >= order_deadline
 
 
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    at: dt.datetime | None  # None: the order expires
+    why: str
+
+
+def decide(
+    now: dt.datetime,
+    attempts: int,
+    order_deadline: dt.datetime,
+    policy: Policy,
+    jitter_draw: float,
+    retry_after: dt.timedelta | None = None,
+    planned: float | None = None,
+    chosen_by: str = "",
+) -> Decision:
+    """When to check again after a non-final answer (None when the order must expire), and
+    why, in a few words for `ordermon show`.
+
+    ``planned`` is a learned plan's pause in seconds (None: backoff's), ``chosen_by`` what
+    chose it. Whichever chose the pause, the same rules follow, here and only here: the
+    jitter spreads it, a provider's Retry-After wins when it is longer, and a check that would
+    fall past the deadline is moved to the deadline, so the last chance is taken, not
+    skipped; max_attempts and the deadline expire the order first.
+    """
+    if is_exhausted(attempts, now, order_deadline, policy):
+        if policy.max_attempts is not None and attempts >= policy.max_attempts:
+            return Decision(None, f"max_attempts ({policy.max_attempts}) used")
+        return Decision(None, "the deadline (give_up_after) passed")
+    if planned is None:
+        raw = raw_backoff(attempts, policy)
+        why = chosen_by or f"backoff after check {attempts}"
+    else:
+        raw, why = planned, chosen_by or "learned plan"
+    pause = spread(raw, policy, jitter_draw)
+    if retry_after is not None and retry_after > pause:
+        pause, why = retry_after, f"the provider's Retry-After ({retry_after.total_seconds():g}s)"
+    at = now + pause
+    if at > order_deadline:
+        at, why = order_deadline, "the deadline: the last chance"
+    return Decision(max(at, now), why)
+
+
 def next_check_at(
     now: dt.datetime,
     attempts: int,
@@ -68,18 +154,10 @@ def next_check_at(
     policy: Policy,
     jitter_draw: float,
     retry_after: dt.timedelta | None = None,
+    planned: float | None = None,
 ) -> dt.datetime | None:
-    """When to check again after a non-final answer, or None when the order must expire.
-
-    A provider's Retry-After wins when it is longer than the backoff; a check that would fall
-    past the deadline is moved to the deadline, so the last chance is taken, not skipped.
-    """
-    if is_exhausted(attempts, now, order_deadline, policy):
-        return None
-    pause = backoff(attempts, policy, jitter_draw)
-    if retry_after is not None and retry_after > pause:
-        pause = retry_after
-    return max(min(now + pause, order_deadline), now)
+    """`decide`'s time alone."""
+    return decide(now, attempts, order_deadline, policy, jitter_draw, retry_after, planned).at
 
 
 def bounded_wait(seconds: float | None, longest: dt.timedelta) -> dt.timedelta | None:

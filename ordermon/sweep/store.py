@@ -157,6 +157,7 @@ class Release:
     next_check_at: dt.datetime | None
     now: dt.datetime
     counted: bool = True
+    why: str | None = None  # why the next check is then (`ordermon show`); None: unchanged
 
 
 def release_claims(conn: db.Connection, releases: Sequence[Release]) -> int:
@@ -167,6 +168,7 @@ def release_claims(conn: db.Connection, releases: Sequence[Release]) -> int:
         """UPDATE ordermon_enrolments e
            SET state = v.state, claim_token = NULL, claimed_until = NULL,
                next_check_at = COALESCE(v.next_check_at, e.next_check_at),
+               next_check_why = COALESCE(v.why, e.next_check_why),
                attempts = e.attempts + CASE WHEN v.counted THEN 1 ELSE 0 END,
                last_checked_at = CASE WHEN v.counted THEN v.now ELSE e.last_checked_at END,
                last_outcome = v.outcome, last_message = v.message,
@@ -174,8 +176,8 @@ def release_claims(conn: db.Connection, releases: Sequence[Release]) -> int:
            FROM unnest(%(ids)b::bigint[], %(tokens)b::uuid[], %(states)b::text[],
                        %(outcomes)b::text[], %(messages)b::text[],
                        %(nexts)b::timestamptz[], %(counted)b::boolean[],
-                       %(nows)b::timestamptz[])
-                AS v(id, token, state, outcome, message, next_check_at, counted, now)
+                       %(nows)b::timestamptz[], %(whys)b::text[])
+                AS v(id, token, state, outcome, message, next_check_at, counted, now, why)
            WHERE e.id = v.id AND e.claim_token = v.token AND e.state = 'waiting'""",
         {
             "ids": [r.claim.enrolment_id for r in releases],
@@ -186,6 +188,7 @@ def release_claims(conn: db.Connection, releases: Sequence[Release]) -> int:
             "nexts": [r.next_check_at for r in releases],
             "counted": [r.counted for r in releases],
             "nows": [r.now for r in releases],
+            "whys": [r.why for r in releases],
         },
     )
     return max(cursor.rowcount, 0)

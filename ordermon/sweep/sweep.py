@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -51,6 +51,21 @@ def rules(chosen: Sequence[provider_config.ProviderConfig]) -> list[store.Provid
     ]
 
 
+def _learned_firsts(
+    conn: db.Connection, chosen: Sequence[provider_config.ProviderConfig], clock: Clock
+) -> "Callable[[], dict[str, enrolment.FirstCheck]] | None":
+    """The learned providers' first checks, read only when enrolment finds something new."""
+    if not any(p.policy.learned for p in chosen):
+        return None
+
+    def read() -> dict[str, enrolment.FirstCheck]:
+        from ordermon.sweep import models
+
+        return models.first_checks(conn, chosen, clock())
+
+    return read
+
+
 def require_schema(conn: db.Connection) -> None:
     version = runs.schema_version(conn)
     if version is None or version < migrate.latest_version():
@@ -84,7 +99,9 @@ def run(
     try:
         with conn.transaction():
             enrolment.enrol_lock(conn)
-            counts["enrolled"] = enrolment.enrol(conn, provider_rules)
+            counts["enrolled"] = enrolment.enrol(
+                conn, provider_rules, learned_firsts=_learned_firsts(conn, chosen, clock)
+            )
         counts["expired"] += enrolment.expire_exhausted(conn, provider_rules, clock())
         report = Report(run_id, counts, None, 0.0)
         names = {p.id: p.name for p in cfg.providers}

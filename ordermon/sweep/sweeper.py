@@ -17,12 +17,15 @@ import time
 import uuid
 from collections.abc import Sequence
 
+import psycopg
+
 from ordermon import config, db
 from ordermon.config import providers as provider_config
 from ordermon.providers import base
 from ordermon.sweep import (
     health,
     lanes,
+    models,
     outcome,
     store,
     unrecorded,
@@ -47,6 +50,7 @@ def run(
     slots = threading.BoundedSemaphore(cfg.sweep.concurrency)
     all_lanes = [lanes.Lane(p, cfg, r, slots) for p, r in zip(chosen, provider_rules, strict=True)]
     _open_lanes(conn, all_lanes, work.clock, cfg.sweep.lease)
+    work.choices = _choices(conn, chosen, work)
     if work.progress is not None:
         open_ids = [lane.provider.id for lane in all_lanes if lane.open]
         work.progress.start(store.count_due(conn, open_ids, work.clock()))
@@ -66,6 +70,24 @@ def run(
             lane.close(wait=finished_in_time)
         sys.setswitchinterval(switch_interval)
     report.problems.extend(verdict.problems(all_lanes, cfg.providers))
+
+
+def _choices(
+    conn: db.Connection, chosen: Sequence[provider_config.ProviderConfig], work: "Sweeper"
+) -> dict[str, models.Choice]:
+    """The learned providers' plans, their summaries refreshed first when due. A summary that
+    cannot be refreshed or read (the table's grant missing, say) means backoff, said once."""
+    try:
+        return models.choices(conn, chosen, work.clock())
+    except Exception as exc:
+        if conn.broken or conn.closed or isinstance(exc, psycopg.OperationalError):
+            raise
+        log.warning("learned schedules not available (%s): backoff", type(exc).__name__)
+        work.report.problems.append(
+            f"the learned schedule could not be read ({type(exc).__name__}): this sweep used "
+            "backoff for every provider"
+        )
+        return {}
 
 
 def _open_lanes(
@@ -110,6 +132,7 @@ class Sweeper:
         self.token = uuid.uuid4()
         self.stop: threading.Event | None = None
         self.progress: Progress | None = None
+        self.choices: dict[str, models.Choice] = {}
 
     def work(self, all_lanes: list[lanes.Lane]) -> str | None:
         limits = self.cfg.sweep
@@ -230,6 +253,8 @@ class Sweeper:
                         self.clock(),
                         random.uniform(-1.0, 1.0),
                         lane.longest_hold,
+                        self.choices.get(provider.id),
+                        random.random(),
                     )
                     items.append((claim, check, ctx))
                     lanes_of.append(lane)
@@ -265,7 +290,16 @@ class Sweeper:
             soon = now + dt.timedelta(seconds=lane.provider.timeout + 1)
             for claims in claims_by_reference.values():
                 releases.extend(
-                    store.Release(c, "waiting", outcome.ERROR, ABANDONED, soon, now, counted=False)
+                    store.Release(
+                        c,
+                        "waiting",
+                        outcome.ERROR,
+                        ABANDONED,
+                        soon,
+                        now,
+                        counted=False,
+                        why="abandoned at the time limit: after the provider's timeout",
+                    )
                     for c in claims
                 )
         in_flight.clear()
