@@ -82,7 +82,7 @@ def _fresh_database(server_dsn: str, template: str | None) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def pgbouncer(server_dsn: str) -> Iterator[int]:
     """The port of a PgBouncer in transaction pooling mode before the test PostgreSQL."""
-    with pooler.running(server_dsn) as port:
+    with pooler.for_tests(server_dsn) as port:
         yield port
 
 

@@ -14,21 +14,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg.conninfo
-import pytest
 
 POOL_SIZE = 2  # server connections per database and user: fewer than the tests' clients
 # What marks a URL as one through a transaction pooler (README: "Behind PgBouncer").
 HINT = "ordermon_pooler=transaction"
 
 
+class Unavailable(RuntimeError):
+    """No pgbouncer installed, or it would not start."""
+
+
 def executable() -> str:
-    """pgbouncer's path; in CI (or with the test database given) its absence is a failure."""
     found = shutil.which("pgbouncer") or shutil.which("/usr/sbin/pgbouncer")
-    if found:
-        return found
-    if os.environ.get("CI") or os.environ.get("ORDERMON_TEST_DSN"):
-        pytest.fail("pgbouncer is missing: .ci/run installs Debian's pgbouncer package")
-    pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+    if not found:
+        raise Unavailable("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+    return found
 
 
 def _free_port() -> int:
@@ -84,11 +84,27 @@ def _wait_until_listening(port: int, process: "subprocess.Popen[bytes]", directo
             log = directory / "pgbouncer.log"
             said = log.read_text() if log.exists() else ""
             out = process.stdout.read().decode() if process.stdout else ""
-            pytest.fail(f"pgbouncer exited {process.returncode}: {out}{said}")
+            raise Unavailable(f"pgbouncer exited {process.returncode}: {out}{said}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
         time.sleep(0.05)
-    pytest.fail("pgbouncer did not listen within 15s")
+    raise Unavailable("pgbouncer did not listen within 15s")
+
+
+@contextlib.contextmanager
+def for_tests(server_dsn: str, pool_size: int = POOL_SIZE) -> Iterator[int]:
+    """``running``, for a test: in CI (or with the test database given) no pgbouncer is a
+    failure, elsewhere a skip."""
+    import pytest
+
+    try:
+        executable()
+    except Unavailable as exc:
+        if os.environ.get("CI") or os.environ.get("ORDERMON_TEST_DSN"):
+            pytest.fail(f"{exc}; .ci/run installs Debian's pgbouncer package")
+        pytest.skip(str(exc))
+    with running(server_dsn, pool_size) as port:
+        yield port
 
 
 def pooled(direct_dsn: str, port: int, *, hint: bool = True) -> str:

@@ -180,7 +180,7 @@ def test_a_sweep_notifies_its_channel_whatever_another_client_left_in_the_sessio
             add_order(conn, user, f"ref{i}")
     sim.latency = 0.8
     with (
-        bouncer.running(server_dsn, pool_size=1) as port,
+        bouncer.for_tests(server_dsn, pool_size=1) as port,
         psycopg.connect(direct_db_url, autocommit=True) as listener,
     ):
         listener.execute("LISTEN ordermon_events")
