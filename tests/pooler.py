@@ -38,8 +38,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(server_dsn: str, pool_size: int = POOL_SIZE) -> Iterator[int]:
-    """Start PgBouncer in front of ``server_dsn``'s server; yield its port."""
+def running(
+    server_dsn: str, pool_size: int = POOL_SIZE, users: tuple[str, ...] = ()
+) -> Iterator[int]:
+    """Start PgBouncer in front of ``server_dsn``'s server, for its user and ``users``; yield
+    its port."""
     binary = executable()
     params = psycopg.conninfo.conninfo_to_dict(server_dsn)
     host, port = str(params.get("host") or "127.0.0.1"), str(params.get("port") or 5432)
@@ -47,7 +50,8 @@ def running(server_dsn: str, pool_size: int = POOL_SIZE) -> Iterator[int]:
     with tempfile.TemporaryDirectory(prefix="ordermon-pgbouncer-") as tmp:
         directory = Path(tmp)
         listen = _free_port()
-        (directory / "userlist.txt").write_text(f'"{user}" ""\n')
+        # auth_type = trust still wants every user in the auth file.
+        (directory / "userlist.txt").write_text("".join(f'"{u}" ""\n' for u in (user, *users)))
         # "*": every database of the server, so that each test's fresh database is reachable.
         (directory / "pgbouncer.ini").write_text(
             f"[databases]\n* = host={host} port={port}\n\n"
@@ -92,7 +96,9 @@ def _wait_until_listening(port: int, process: "subprocess.Popen[bytes]", directo
 
 
 @contextlib.contextmanager
-def for_tests(server_dsn: str, pool_size: int = POOL_SIZE) -> Iterator[int]:
+def for_tests(
+    server_dsn: str, pool_size: int = POOL_SIZE, users: tuple[str, ...] = ()
+) -> Iterator[int]:
     """``running``, for a test: in CI (or with the test database given) no pgbouncer is a
     failure, elsewhere a skip."""
     import pytest
@@ -103,7 +109,7 @@ def for_tests(server_dsn: str, pool_size: int = POOL_SIZE) -> Iterator[int]:
         if os.environ.get("CI") or os.environ.get("ORDERMON_TEST_DSN"):
             pytest.fail(f"{exc}; .ci/run installs Debian's pgbouncer package")
         pytest.skip(str(exc))
-    with running(server_dsn, pool_size) as port:
+    with running(server_dsn, pool_size, users) as port:
         yield port
 
 

@@ -20,6 +20,13 @@ from ordermon.dev import demo, simulator
 from ordermon.sweep import runner, sweep
 from tests import pooler as bouncer
 from tests.conftest import add_order, add_user, config_document, run_cli
+from tests.test_privileges import (
+    _grant,
+    _migrate_with_the_owners_help,
+    _readme_blocks,
+    _refund_by_a_sweep,
+    shop,  # noqa: F401 (a fixture)
+)
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 
@@ -338,3 +345,35 @@ def test_a_demo_sized_run_of_sweeps_through_the_pooler(direct_db_url: str, pgbou
     counted = {r["state"]: r["n"] for r in states}
     assert counted.get("done", 0) >= 20 and counted.get("waiting", 0) == 4  # the down provider's
     assert uuid.UUID(str(orders[0]["id"]))
+
+
+def test_least_privilege_through_the_pooler(
+    server_dsn: str,
+    shop: dict[str, str],  # noqa: F811 (the fixture imported above)
+    sim: simulator.Simulator,
+    tmp_path: Path,
+) -> None:
+    """A role with only the README's grants: migrate over migrate_url (the owner of the shop's
+    tables running what it is handed), then a sweep that refunds and a status, both through
+    PgBouncer. No superuser in ordermon's path."""
+    [public, *_] = _readme_blocks()
+    _grant(shop, public, shop["role"])
+    with bouncer.for_tests(server_dsn, users=(shop["role"],)) as port:
+        path = _write(
+            tmp_path / "c.yaml",
+            {"url": bouncer.pooled(shop["role_url"], port), "migrate_url": shop["role_url"]},
+        )
+        document = yaml.safe_load(path.read_text())
+        document["providers"] = config_document("u", sim.url)["providers"]
+        path.write_text(yaml.safe_dump(document))
+        _migrate_with_the_owners_help(shop, str(path))
+        _refund_by_a_sweep(shop, str(path), sim)
+        assert run_cli("status", "--config", str(path)).returncode in (0, 3)
+        with psycopg.connect(server_dsn, autocommit=True) as admin:
+            pooled = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = %(role)s "
+                "AND application_name = 'ordermon'",
+                {"role": shop["role"]},
+            ).fetchone()
+        # Server connections the pooler keeps open for the role: the sweep went through it.
+        assert pooled is not None and pooled[0] >= 1
