@@ -15,7 +15,7 @@ import psycopg.errors
 import psycopg.pq
 import psycopg.rows
 
-from ordermon import errors
+from ordermon import errors, pooler
 
 Connection = psycopg.Connection[dict[str, Any]]
 EMBEDDED = "embedded"
@@ -99,6 +99,8 @@ class _Connection(psycopg.Connection[dict[str, Any]]):
     role lacks before it closes: the server's refusal names the object, in its own language,
     but not its kind, and the advice depends on it (a schema's CREATE, or a table's grant)."""
 
+    pooling: str = pooler.NONE  # the pooling mode it was opened through (see ordermon/pooler.py)
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -113,12 +115,18 @@ class _Connection(psycopg.Connection[dict[str, Any]]):
         super().__exit__(exc_type, exc_val, exc_tb)
 
 
-def connect(url: str, *, autocommit: bool = False) -> Connection:
-    """Open a connection; a refusal becomes a DatabaseError naming the (redacted) target."""
+def connect(url: str, *, autocommit: bool = False, pooling: str = pooler.NONE) -> Connection:
+    """Open a connection; a refusal becomes a DatabaseError naming the (redacted) target.
+    Through a transaction pooler (``pooling``, or the URL's hint) nothing is prepared."""
     secrets = password_forms(url)
     _known_secrets.update(secrets)
     try:
-        return _Connection.connect(
+        url, hinted = pooler.split_hint(url)
+    except pooler.HintError as exc:
+        raise errors.ConfigError(f"database URL {redact_url(url)}: {exc}") from None
+    mode = hinted or pooling
+    try:
+        conn = _Connection.connect(
             url,
             autocommit=autocommit,
             row_factory=psycopg.rows.dict_row,
@@ -135,6 +143,17 @@ def connect(url: str, *, autocommit: bool = False) -> Connection:
                 secrets,
             )
         ) from None
+    conn.pooling = mode
+    if not pooler.prepares(mode):
+        # A statement prepared on a pooled server connection is left there for its next
+        # client, which fails to prepare its own under the same name.
+        conn.prepare_threshold = None
+    return conn
+
+
+def pooling_of(conn: Connection) -> str:
+    """The pooling mode ``conn`` was opened with (as ``connect`` was told or the URL said)."""
+    return str(getattr(conn, "pooling", pooler.NONE))
 
 
 @contextlib.contextmanager

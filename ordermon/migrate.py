@@ -16,7 +16,7 @@ import psycopg
 import psycopg.errors
 from psycopg import sql
 
-from ordermon import db, errors
+from ordermon import db, errors, pooler
 
 # Any constant will do; it only has to be the same for every ordermon.
 ADVISORY_LOCK_KEY = 0x6F72_6465_726D_6F6E  # "ordermon"
@@ -101,9 +101,13 @@ def run(conn: db.Connection) -> Result:
             "this database has no product_orders table: point database.url at the shop's "
             "database (ordermon adds to the shop's tables, it does not create them)"
         )
+    refusal = pooler.migration_refusal(db.pooling_of(conn))
+    if refusal:
+        raise errors.MigrationError(refusal)
     applied: list[str] = []
     _lock(conn)
     try:
+        _check_session_kept(conn)
         conn.execute(_BOOTSTRAP)
         done = {row["version"] for row in conn.execute("SELECT version FROM ordermon_migrations")}
         for migration in migrations():
@@ -148,6 +152,35 @@ def _lock(conn: db.Connection, wait_seconds: float = 600.0) -> None:
                 "wait for it to finish, then run this again"
             )
         time.sleep(0.2)
+
+
+# The bigint key of a session advisory lock shows in pg_locks as classid (its high 32 bits),
+# objid (its low 32 bits) and objsubid 1.
+_LOCK_HELD = """
+SELECT EXISTS (
+    SELECT 1 FROM pg_locks
+    WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND objsubid = 1
+      AND classid::bigint = (%(key)s::bigint >> 32)
+      AND objid::bigint = (%(key)s::bigint & 4294967295)
+) AS held
+"""
+
+
+def _check_session_kept(conn: db.Connection) -> None:
+    """A cheap probe for a transaction pooler nobody told ordermon about: the lock taken by
+    the statement before is not this server session's when the pooler gave the next
+    statement another server connection. (Given the same one, the probe cannot tell; that
+    is why database.pooler and database.migrate_url exist.)"""
+    row = conn.execute(_LOCK_HELD, {"key": ADVISORY_LOCK_KEY}).fetchone()
+    if row is None or not row["held"]:
+        raise errors.MigrationError(
+            "the migration lock this connection took a moment ago belongs to another server "
+            "session: database.url seems to go through a transaction pooler (PgBouncer with "
+            "pool_mode = transaction, or a managed database's pooler). Set database.pooler: "
+            "transaction and database.migrate_url to a direct connection, then run `ordermon "
+            "migrate` again (the pooler may keep that lock until it closes the server "
+            "connection: restart it if the next migrate waits for the lock)"
+        )
 
 
 def _record(conn: db.Connection, migration: Migration) -> None:

@@ -20,6 +20,7 @@ from hypothesis import settings
 
 from ordermon import config, db, migrate
 from ordermon.dev import simulator
+from tests import pooler
 
 PROVIDER_ID = "3b6d4c1e-0000-4000-8000-000000000001"
 KOD, SIFRE = "4711", "s3cr3t-sifre-value"
@@ -29,6 +30,11 @@ _counter = itertools.count()
 # derandomised so that a run is reproducible, while local runs keep exploring.
 settings.register_profile("ordermon", deadline=None, derandomize=bool(os.environ.get("CI")))
 settings.load_profile("ordermon")
+
+# Set, every test's database (`db_url`, and ordermon's config made from it) is reached through
+# a PgBouncer in transaction pooling mode that the session starts (.ci/run reruns the
+# concurrency, crash, rate-limit and events tests so); `direct_db_url` stays direct.
+THROUGH_POOLER = bool(os.environ.get("ORDERMON_TEST_THROUGH_POOLER"))
 
 
 def with_dbname(dsn: str, name: str) -> str:
@@ -73,10 +79,26 @@ def _fresh_database(server_dsn: str, template: str | None) -> Iterator[str]:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def pgbouncer(server_dsn: str) -> Iterator[int]:
+    """The port of a PgBouncer in transaction pooling mode before the test PostgreSQL."""
+    with pooler.for_tests(server_dsn) as port:
+        yield port
+
+
 @pytest.fixture
-def db_url(server_dsn: str, template_db: str) -> Iterator[str]:
+def direct_db_url(server_dsn: str, template_db: str) -> Iterator[str]:
     """A private database for one test, migrated and holding the shop's (empty) tables."""
     yield from _fresh_database(server_dsn, template_db)
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, direct_db_url: str) -> str:
+    """``direct_db_url``, or (ORDERMON_TEST_THROUGH_POOLER) that database through PgBouncer,
+    the URL carrying ordermon's pooler hint."""
+    if not THROUGH_POOLER:
+        return direct_db_url
+    return pooler.pooled(direct_db_url, request.getfixturevalue("pgbouncer"))
 
 
 @pytest.fixture

@@ -172,10 +172,11 @@ def test_no_event_for_a_rolled_back_transition(
 
 
 def test_listen_hears_exactly_the_committed_events(
-    conn: db.Connection, sim: simulator.Simulator, db_url: str
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, direct_db_url: str
 ) -> None:
     """A LISTEN connection is told of every committed event, and of nothing else."""
-    with psycopg.connect(db_url, autocommit=True) as listener:
+    # Straight to PostgreSQL: a LISTEN cannot work through a transaction pooler.
+    with psycopg.connect(direct_db_url, autocommit=True) as listener:
         listener.execute("LISTEN ordermon_events")
         user = add_user(conn)
         for ref, step in {"a": "completed:P", "b": "failed", "c": "processing"}.items():

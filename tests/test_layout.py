@@ -76,6 +76,7 @@ def test_the_cycle_finder_sees_a_circle() -> None:
 def test_the_package_root_holds_only_the_shared_pieces() -> None:
     """Beside its subpackages, ordermon/ keeps only the modules every room shares."""
     top = sorted(p.stem for p in PACKAGE.glob("*.py"))
-    assert top == ["__init__", "__main__", "db", "errors", "migrate"]
+    # pooler: the pooling mode, read by config, db (connect), migrate and cli alike.
+    assert top == ["__init__", "__main__", "db", "errors", "migrate", "pooler"]
     rooms = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
     assert rooms == ["cli", "config", "dev", "events", "ops", "providers", "sweep"]

@@ -106,7 +106,7 @@ def migrate(
             sys.stdout.write(migrations.script())
             return
         cfg = support.load_config(config_path)
-        with support.connect(cfg.database_url) as conn:
+        with support.connect_for_migrate(cfg) as conn:
             result = migrations.run(conn)
     if result.applied:
         typer.echo("applied: " + ", ".join(result.applied))
@@ -246,7 +246,7 @@ def check(
     with support.expected_failures():
         given, tenant_id = support.order_id(order_id), support.tenant_id(tenant)
         cfg = support.load_config(config_path)
-        with support.connect(cfg.database_url) as conn:
+        with support.connect(cfg) as conn:
             [order_id] = support.resolve_orders(conn, [given], tenant_id)
             result = checks.run(conn, cfg, order_id, dry_run=dry_run)
     if as_json:

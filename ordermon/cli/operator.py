@@ -136,7 +136,7 @@ def providers_(
     with support.expected_failures():
         cfg = support.load_config(config_path)
         try:
-            conn: db.Connection | None = support.connect(cfg.database_url)
+            conn: db.Connection | None = support.connect(cfg)
         except errors.DatabaseError as exc:
             support.warn(f"{exc} (showing the configuration only)")
             conn = None

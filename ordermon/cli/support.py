@@ -180,10 +180,26 @@ def load_config(path: Path | None) -> "config.Config":
     return config.load(config.find_path(path, os.environ))
 
 
-def connect(url: str) -> "db.Connection":
+def connect(cfg: "config.Config") -> "db.Connection":
+    """The connection every command but `migrate` works on (through a pooler, if any)."""
     from ordermon import db
 
-    return db.connect(db.resolve_url(url), autocommit=True)
+    return db.connect(
+        db.resolve_url(cfg.database_url), autocommit=True, pooling=cfg.database_pooler
+    )
+
+
+def connect_for_migrate(cfg: "config.Config") -> "db.Connection":
+    """The direct connection `migrate` needs: database.migrate_url when given, else
+    database.url unless that goes through a transaction pooler."""
+    from ordermon import db, pooler
+
+    if cfg.database_migrate_url is not None:
+        return db.connect(db.resolve_url(cfg.database_migrate_url), autocommit=True)
+    refusal = pooler.migration_refusal(cfg.database_pooler)
+    if refusal:
+        raise errors.MigrationError(refusal)
+    return connect(cfg)
 
 
 def with_database(
@@ -195,6 +211,6 @@ def with_database(
 
     with expected_failures():
         cfg = load_config(config_path)
-        with connect(cfg.database_url) as conn:
+        with connect(cfg) as conn:
             sweep.require_schema(conn)
             return work(cfg, conn)

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ordermon import errors
+from ordermon import errors, pooler
+from ordermon.config import database as database_config
 from ordermon.config import notify as notify_config
 from ordermon.config import providers as provider_config
 from ordermon.config import validate, yamlfile
@@ -52,6 +53,8 @@ class Config:
     notify: notify_config.NotifyConfig = dataclasses.field(
         default_factory=notify_config.NotifyConfig
     )
+    database_pooler: str = pooler.NONE
+    database_migrate_url: str | None = dataclasses.field(default=None, repr=False)
 
     def provider_by_id(self, provider_id: str) -> provider_config.ProviderConfig | None:
         return next((p for p in self.providers if p.id == provider_id), None)
@@ -126,10 +129,7 @@ def _collect(
     check(lambda: validate.only_keys(root, "", _TOP_KEYS), None)
     section = problems.section
     read = validate.Reader(env)
-    database = section(root.get("database", {}), "database", {"url"})
-    url = env.get("ORDERMON_DATABASE_URL") or check(
-        lambda: read.string(database.get("url"), "database.url"), ""
-    )
+    database = database_config.collect(root.get("database", {}), env, problems)
     timezone = check(lambda: _timezone(read.string(root.get("timezone", "UTC"), "timezone")), "UTC")
     policy = provider_config.policy(
         root.get("schedule", {}), "schedule", schedule.Policy(), problems
@@ -160,7 +160,7 @@ def _collect(
     providers = _providers(root.get("providers", []), policy, env, problems)
     _lease_covers_timeouts(sweep.lease, providers, problems)
     return Config(
-        url,
+        database.url,
         timezone,
         policy,
         sweep,
@@ -172,6 +172,8 @@ def _collect(
         ping_url=ping_url.rstrip("/") if ping_url else None,
         ping_timeout=ping_timeout.total_seconds(),
         notify=notify,
+        database_pooler=database.pooler,
+        database_migrate_url=database.migrate_url,
     )
 
 

@@ -1,5 +1,5 @@
 """The SQL of the outbox: events (written by a trigger, see sql/005_events.sql), their
-deliveries to webhooks, and the session settings the trigger reads."""
+deliveries to webhooks, and the settings the trigger reads."""
 
 import dataclasses
 import datetime as dt
@@ -32,13 +32,25 @@ class Delivery:
     payload: dict[str, Any]
 
 
-def configure_session(conn: db.Connection, notify: notify_config.NotifyConfig) -> None:
-    """What the event trigger needs to know of the config, for this connection."""
-    conn.execute(
-        "SELECT set_config('ordermon.notify_channel', %(channel)s, false), "
-        "set_config('ordermon.include_pin', %(pin)s, false)",
-        {"channel": notify.pg_channel or "", "pin": "on" if notify.include_pin else "off"},
-    )
+def configure(conn: db.Connection, notify: notify_config.NotifyConfig) -> None:
+    """What the event trigger needs to know of the config, in ordermon_settings: read by
+    every transaction on every connection alike, through a transaction pooler too
+    (sql/010_pooler_safe_events.sql says why not a session setting). Written only when it
+    differs, so concurrent sweeps of one config never queue on the row."""
+    wanted = {"channel": notify.pg_channel or "", "pin": notify.include_pin}
+    row = conn.execute(
+        "SELECT notify_channel AS channel, include_pin AS pin FROM ordermon_settings"
+    ).fetchone()
+    if row != wanted:
+        conn.execute(_CONFIGURE, wanted)
+
+
+_CONFIGURE = """
+INSERT INTO ordermon_settings (notify_channel, include_pin) VALUES (%(channel)s, %(pin)s)
+ON CONFLICT (id) DO UPDATE
+SET notify_channel = excluded.notify_channel, include_pin = excluded.include_pin,
+    updated_at = now()
+"""
 
 
 def register(conn: db.Connection, webhooks: Sequence[notify_config.Webhook]) -> None:

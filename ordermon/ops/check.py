@@ -55,7 +55,7 @@ def run(
     except ValueError:
         raise errors.UsageError(f"ORDER_ID: {order_id!r} is not an order id (a UUID)") from None
     sweep.require_schema(conn)
-    outbox.configure_session(conn, cfg.notify)
+    outbox.configure(conn, cfg.notify)
     outbox.register(conn, cfg.notify.webhooks)
     row = conn.execute(
         """SELECT status, "externalStatus" AS external_status, "providerId" AS provider_id,

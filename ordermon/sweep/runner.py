@@ -29,7 +29,9 @@ def once(
     try:
         with (
             db.translated_errors(),
-            db.connect(db.resolve_url(cfg.database_url), autocommit=True) as conn,
+            db.connect(
+                db.resolve_url(cfg.database_url), autocommit=True, pooling=cfg.database_pooler
+            ) as conn,
         ):
             report = sweep.run(
                 conn, cfg, options, clock=clock, on_result=on_result, stop=stop, progress=progress

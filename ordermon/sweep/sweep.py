@@ -90,7 +90,7 @@ def run(
     are recorded."""
     started = time.monotonic()
     require_schema(conn)
-    outbox.configure_session(conn, cfg.notify)
+    outbox.configure(conn, cfg.notify)
     outbox.register(conn, cfg.notify.webhooks)
     chosen = selected_providers(cfg, options.provider_names)
     provider_rules = rules(chosen)

@@ -1,0 +1,77 @@
+"""Connection poolers (PgBouncer, a managed PostgreSQL's pooler) between ordermon and the
+shop's database, and what each pooling mode allows.
+
+In transaction pooling mode one client's consecutive transactions may run on different server
+connections, and a server connection serves many clients in turn. Whatever lives in a server
+session then belongs to whoever ran it: a prepared statement (psycopg prepares a query run
+five times on one connection: the next client to get that server connection fails with
+DuplicatePreparedStatement), a ``SET`` or ``set_config(..., false)``, a session advisory lock,
+a LISTEN. ordermon keeps none of these on a pooled connection: it prepares nothing, the event
+trigger reads ordermon_settings (sql/010_pooler_safe_events.sql), its advisory lock is a
+transaction's, and the one session-level command, ``migrate``, takes a direct connection
+(``database.migrate_url``) or is refused.
+
+The mode is said in the config (``database.pooler``) or by a hint in the URL itself
+(``?ordermon_pooler=transaction``, for a managed database whose connection string is handed
+around whole); the hint is removed before the URL reaches libpq, which rejects unknown
+parameters.
+"""
+
+import re
+
+NONE, SESSION, TRANSACTION = "none", "session", "transaction"
+MODES = (NONE, SESSION, TRANSACTION)
+HINT = "ordermon_pooler"
+# The hint in a URI's query (?a=b&ordermon_pooler=transaction) or as a key=value setting.
+_QUERY_HINT = re.compile(r"(?P<sep>[?&])" + HINT + r"=(?P<mode>[^&#]*)")
+_SETTING_HINT = re.compile(r"(?:^|(?<=\s))" + HINT + r"\s*=\s*(?P<mode>\S*)\s*")
+_URI = re.compile(r"^postgres(?:ql)?://", re.IGNORECASE)
+
+
+class HintError(ValueError):
+    """The URL's hint names no pooling mode, or names two."""
+
+
+def split_hint(url: str) -> tuple[str, str | None]:
+    """``url`` without ordermon's pooler hint, and the mode the hint names (None without
+    one). Everything else of the URL (sslmode, certificates, options) is left as written."""
+    pattern = _QUERY_HINT if _URI.match(url.strip()) else _SETTING_HINT
+    modes = [m.group("mode") for m in pattern.finditer(url)]
+    if not modes:
+        return url, None
+    if len(set(modes)) > 1:
+        raise HintError(f"the URL names {HINT} more than once, differently")
+    if modes[0] not in MODES:
+        raise HintError(f"{HINT}={modes[0][:20]!r} in the URL: expected one of {', '.join(MODES)}")
+    if pattern is _QUERY_HINT:
+        clean = _QUERY_HINT.sub(lambda m: m.group("sep"), url)
+        # Tidy the separators the removal left: "?&a=b" -> "?a=b", "?a=b&" -> "?a=b", "?" -> "".
+        clean = re.sub(r"\?&+", "?", re.sub(r"&{2,}", "&", clean))
+        clean = re.sub(r"[?&]+(?=#|$)", "", clean)
+    else:
+        clean = _SETTING_HINT.sub("", url).strip()
+    return clean, modes[0]
+
+
+def mode_of(url: str, configured: str = NONE) -> str:
+    """The pooling mode of a connection to ``url``: the URL's hint, else the configured one."""
+    _, hinted = split_hint(url)
+    return hinted or configured
+
+
+def prepares(mode: str) -> bool:
+    """Whether server-side prepared statements survive from one transaction to the next."""
+    return mode != TRANSACTION
+
+
+def migration_refusal(mode: str) -> str | None:
+    """Why `migrate` may not run over a connection in ``mode``, or None when it may."""
+    if mode != TRANSACTION:
+        return None
+    return (
+        "migrate needs a direct connection to PostgreSQL, and database.url goes through a "
+        "transaction pooler (it builds indexes CONCURRENTLY and holds a session advisory lock "
+        "for the whole migration, which a transaction pooler cannot keep); set "
+        "database.migrate_url to the database itself (for PgBouncer: its host and port "
+        "instead of the pooler's), then run `ordermon migrate` again"
+    )
