@@ -24,11 +24,14 @@ MASK = "***"
 # The password parts of the forms a database URL takes: ``user:PASSWORD@`` (with or without
 # a scheme; libpq ends it at the first "/" or "@"), ``?password=`` in a URI's query, and a
 # ``password=`` setting (quoted with backslash escapes, or up to the next space).
-_USERINFO = re.compile(r"(?P<head>(?:[A-Za-z][A-Za-z0-9+.-]*://)?[^\s:/@'\"]*:)[^\s/@]*@")
+# The user and its ":" ("shop:" of "postgresql://shop:pw@h"): after a scheme, or alone but then
+# not followed by "//", which would be a scheme's own (postgresql://postgres@h has no password).
+_HEAD = r"(?P<head>(?:[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@'\"]*:|[^\s:/@'\"]*:(?!//)))"
+_USERINFO = re.compile(_HEAD + r"[^\s/@]*@")
 # An unencoded "@" or "/" in a password: libpq ends it at the first "@" and takes the rest for
 # the host, which its errors then quote. Up to the last "@" of the word is the operator's
 # password, and each piece of it (the "host" libpq failed to resolve) is a secret too.
-_USERINFO_GREEDY = re.compile(r"(?P<head>(?:[A-Za-z][A-Za-z0-9+.-]*://)?[^\s:/@'\"]*:)[^\s'\"]*@")
+_USERINFO_GREEDY = re.compile(_HEAD + r"[^\s'\"]*@")
 _PIECE_MIN = 4  # shorter pieces ("x" of "Pw@SECRET/x") would mask ordinary words
 # (A value already masked is left alone, so the punctuation after it stays.)
 _MASKED = r"(?!\*\*\*(?:[\s:;,.)]|$))"

@@ -108,3 +108,20 @@ def test_a_database_password_holding_an_unencoded_at_sign_is_never_printed(
             output = result.stdout + result.stderr
             assert result.returncode == 1, output
             assert "S3CRET-tail" not in output, (url, output)
+
+
+def test_a_url_without_a_password_is_shown_as_written(tmp_path: Path) -> None:
+    """A URL with a user and no password names nothing secret: an error about it shows it
+    whole. (The password pattern took "postgresql:" for a user and "//postgres" for a
+    password, so every "postgres" in the message became ***: "***ql:***@127.0.0.1".)"""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    url = f"postgresql://postgres@127.0.0.1:{port}/shop"
+    assert db.redact_url(url) == url
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(config_document(url, "http://127.0.0.1:9")))
+    result = run_cli("status", "--config", str(path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"postgresql://postgres@127.0.0.1:{port}/shop" in result.stderr, result.stderr
+    assert db.redact_url("postgresql://u:pw@h/x") == "postgresql://u:***@h/x"
