@@ -2,21 +2,25 @@
 contradict themselves are taken as a final answer, and a database password holding an
 unencoded ``@`` is printed in part."""
 
+import decimal
 import json
 import socket
 from pathlib import Path
 from typing import Any
 
 from ordermon import db
+from ordermon.dev import simulator
 from tests import hostile
 from tests.conftest import (
     PROVIDER_ID,
     add_order,
     add_user,
     config_document,
+    enrolment_of,
     order_row,
     provider_doc,
     run_cli,
+    write_config,
 )
 
 
@@ -125,3 +129,29 @@ def test_a_url_without_a_password_is_shown_as_written(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"postgresql://postgres@127.0.0.1:{port}/shop" in result.stderr, result.stderr
     assert db.redact_url("postgresql://u:pw@h/x") == "postgresql://u:***@h/x"
+
+
+def test_a_refusal_of_an_order_whose_amount_is_nan_holds_it_and_spares_the_others(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> None:
+    """ "sellPriceAmount" is the shop's: PostgreSQL's numeric(12, 2) takes 'NaN'. Refused, such
+    an order cannot be refunded (comparing a NaN raised InvalidOperation): it is held for a
+    person, saying why; the other refusal of the same sweep is refunded; the sweep exits 0."""
+    user = add_user(conn, "100.00")
+    sim.script("nan", "failed")
+    sim.script("ok", "failed")
+    nan_order = add_order(conn, user, "nan", amount="NaN")
+    ok_order = add_order(conn, user, "ok", amount="5.00")
+    path = write_config(tmp_path / "c.yaml", db_url, sim.url)
+    result = run_cli("sweep", "--config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert order_row(conn, ok_order)["status"] == "rejected"
+    balance = conn.execute("SELECT balance FROM users WHERE id = %(u)s", {"u": user}).fetchone()
+    assert balance is not None and balance["balance"] == decimal.Decimal("105.00")
+    held = order_row(conn, nan_order)
+    assert (held["status"], held["externalStatus"]) == ("pending", "failed")
+    assert enrolment_of(conn, nan_order)["state"] == "held"
+    assert "is not an amount (NaN)" in json.dumps(held["notes"])
+    refunds = conn.execute("SELECT order_id FROM ordermon_refunds").fetchall()
+    assert [r["order_id"] for r in refunds] == [ok_order]

@@ -357,7 +357,11 @@ def _policy(on_failed: str, order: shop.LockedOrder) -> tuple[str, str]:
     """The policy that applies to this order, and why when it is not the configured one."""
     if on_failed == "refund" and order.user_id is None:
         return "hold", "the order has no customer to refund"
-    if on_failed == "refund" and Decimal(order.amount or 0) <= 0:
+    amount = Decimal(order.amount or 0)
+    if on_failed == "refund" and not amount.is_finite():
+        # The shop's numeric column takes 'NaN': no sum of money to give back, a person decides.
+        return "hold", f'the order\'s "sellPriceAmount" is not an amount ({amount})'
+    if on_failed == "refund" and amount <= 0:
         return "reject", "nothing was charged"
     return on_failed, ""
 
