@@ -80,7 +80,9 @@ def gather(
         row["time_to_final_s"] = {k: _round(r[k]) for k in ("p50", "p90", "p99")}
         row["checks_per_order"] = {"mean": _round(r["checks_mean"]), "p90": _round(r["checks_p90"])}
     for r in conn.execute(sql.HISTOGRAM, params):
-        of(r["provider_id"])["histogram"][r["bucket"] - 1]["count"] = r["n"]
+        # Bucket 0: a final state before "sentAt" (the shop's clock ahead), counted in the
+        # first bucket, not in the last (a list index of -1).
+        of(r["provider_id"])["histogram"][max(r["bucket"], 1) - 1]["count"] += r["n"]
     for r in conn.execute(sql.OUTCOMES, params):
         days = of(r["provider_id"])["outcomes_per_day"]
         day = days.setdefault(r["day"].isoformat(), dict.fromkeys(OUTCOMES, 0))
