@@ -22,6 +22,7 @@ LIST_LENGTH = 10
 OUTCOMES = ("completed", "refunded", "rejected", "held", "expired")
 # Seconds from "sentAt" to the final state: [0, 10s), [10s, 30s), ... [1h, ∞).
 TIME_EDGES = (0, 10, 30, 60, 120, 300, 600, 1800, 3600)
+NO_CURRENCY = '(no "sellPriceCurrency")'
 # Seconds since "sentAt" of the orders still waiting.
 BACKLOG_EDGES = (0, 300, 900, 3600, 21600, 86400)
 
@@ -103,7 +104,8 @@ def gather(
         per_day.append(
             {
                 "day": r["day"].isoformat(),
-                "currency": r["currency"],
+                # The shop's column: a NULL would not sort beside a currency.
+                "currency": NO_CURRENCY if r["currency"] is None else r["currency"],
                 "count": r["n"],
                 "amount": str(r["amount"]),
             }
