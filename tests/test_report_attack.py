@@ -7,7 +7,7 @@ from typing import Any
 
 from ordermon import db
 from ordermon.ops import report, report_charts, report_html
-from tests.conftest import add_user, make_config
+from tests.conftest import PROVIDER_ID, add_user, make_config
 from tests.test_report import NOW, finished, t
 
 
@@ -51,3 +51,28 @@ def test_a_null_currency_beside_another_is_reported(conn: db.Connection) -> None
     assert f"alaya {report_charts.label(report.NO_CURRENCY)}" in names
     assert report_html.page(figures, "").endswith("</html>\n")
     json.dumps(figures)
+
+
+def test_a_refund_stays_with_the_provider_that_had_the_order(conn: db.Connection) -> None:
+    """The shop re-sends (or clears) an order's "providerId" after ordermon refunded it: the
+    refund is still the figure of the provider ordermon watched it with, not of a phantom."""
+    user = add_user(conn)
+    order = finished(conn, user, t(2, 10), 20, 1, "refunded", number=1, refund=("5.00", "EUR"))
+    other = finished(conn, user, t(2, 11), 20, 1, "refunded", number=2, refund=("1.00", "EUR"))
+    conn.execute('UPDATE product_orders SET "providerId" = NULL WHERE id = %(id)s', {"id": order})
+    conn.execute(
+        """UPDATE product_orders SET "providerId" = '(no "providerId")' WHERE id = %(id)s""",
+        {"id": other},
+    )
+    figures = _gather(conn)
+    [p] = figures["providers"]
+    assert p["provider_id"] == PROVIDER_ID
+    assert p["refund_totals"] == [{"currency": "EUR", "count": 2, "amount": "6.00"}]
+    # A refund with no enrolment recorded falls back to the order's "providerId": NULL on
+    # one, "" on another, both named alike, still sorted without a TypeError.
+    conn.execute("UPDATE ordermon_refunds SET enrolment_id = NULL")
+    conn.execute(
+        """UPDATE product_orders SET "providerId" = \'\' WHERE id = %(id)s""", {"id": other}
+    )
+    names = [p["name"] for p in _gather(conn)["providers"]]
+    assert names == ['(no "providerId")', '(no "providerId")', "alaya"]

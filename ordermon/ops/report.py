@@ -121,7 +121,8 @@ def gather(
         row["hourly"].sort(key=lambda h: h["hour"])
         row["refunds_per_day"].sort(key=lambda r: (r["day"], r["currency"]))
         row["refund_totals"] = _totals(row["refunds_per_day"])
-    providers = sorted(found.values(), key=lambda r: (r["name"], r["provider_id"]))
+    # A refund's order may have no "providerId" (None) beside one of "": both sort as "".
+    providers = sorted(found.values(), key=lambda r: (r["name"], r["provider_id"] or ""))
     return {
         "now": human.iso(now, tz),
         "since": human.iso(start, tz),

@@ -89,13 +89,17 @@ WHERE checked_at >= %(since)s AND checked_at < %(now)s
 GROUP BY 1, 2
 """
 
+# The provider of the refunded enrolment: the shop may change the order's "providerId" since.
 REFUNDS = """
-SELECT o."providerId" AS provider_id, (r.refunded_at AT TIME ZONE %(tz)s)::date AS day,
+SELECT coalesce(e.provider_id, o."providerId") AS provider_id,
+       (r.refunded_at AT TIME ZONE %(tz)s)::date AS day,
        o."sellPriceCurrency" AS currency, count(*) AS n, sum(r.amount) AS amount
 FROM ordermon_refunds r
 JOIN product_orders o ON o.id = r.order_id
+LEFT JOIN ordermon_enrolments e ON e.id = r.enrolment_id
 WHERE r.refunded_at >= %(since)s AND r.refunded_at < %(now)s
-  AND (%(providers)s::text[] IS NULL OR o."providerId" = ANY(%(providers)s::text[]))
+  AND (%(providers)s::text[] IS NULL
+       OR coalesce(e.provider_id, o."providerId") = ANY(%(providers)s::text[]))
 GROUP BY 1, 2, 3
 """
 
