@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from ordermon import db
+from ordermon.cli import report as cli_report
 from ordermon.ops import report, report_charts, report_html
 from tests.conftest import PROVIDER_ID, add_user, make_config
 from tests.test_report import NOW, finished, t
@@ -76,3 +77,21 @@ def test_a_refund_stays_with_the_provider_that_had_the_order(conn: db.Connection
     )
     names = [p["name"] for p in _gather(conn)["providers"]]
     assert names == ['(no "providerId")', '(no "providerId")', "alaya"]
+
+
+def test_the_hour_a_dst_day_repeats_is_two_hours(conn: db.Connection) -> None:
+    """America/New_York on 2026-11-01: 01:00-02:00 happens twice (EDT, then EST). Each real
+    hour is its own row; none is merged into the other."""
+    user = add_user(conn)
+    edt = dt.datetime(2026, 11, 1, 5, 30, tzinfo=dt.UTC)  # 01:30 EDT
+    est = dt.datetime(2026, 11, 1, 6, 30, tzinfo=dt.UTC)  # 01:30 EST
+    finished(conn, user, edt, 0, 1, "completed", number=1)
+    finished(conn, user, est, 0, 2, "completed", number=2)
+    cfg = make_config("postgresql://unused", "http://unused", timezone="America/New_York")
+    figures = report.gather(conn, cfg, dt.datetime(2026, 11, 2, tzinfo=dt.UTC))
+    [p] = figures["providers"]
+    assert [(h["hour"], h["checks"]) for h in p["hourly"]] == [
+        ("2026-11-01T01:00:00-04:00", 1),
+        ("2026-11-01T01:00:00-05:00", 2),
+    ]
+    assert cli_report.hourly_series(p["hourly"], "checks", 0) == [1, 2]

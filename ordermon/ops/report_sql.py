@@ -76,9 +76,10 @@ FROM finished ORDER BY checks DESC, seconds DESC, order_id LIMIT %(limit)s
 )
 
 # By time (ordermon_attempts_checked_at): every check of the period, per provider and hour.
+# Hours of the zone truncated in the zone: the hour a DST day repeats stays two hours.
 HOURLY = """
 SELECT provider_id,
-       date_trunc('hour', checked_at AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS hour,
+       date_trunc('hour', checked_at, %(tz)s) AS hour,
        count(*) AS checks,
        count(*) FILTER (WHERE outcome = 'error') AS errors,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50,
