@@ -95,3 +95,39 @@ def test_the_hour_a_dst_day_repeats_is_two_hours(conn: db.Connection) -> None:
         ("2026-11-01T01:00:00-05:00", 2),
     ]
     assert cli_report.hourly_series(p["hourly"], "checks", 0) == [1, 2]
+
+
+def test_shop_provider_ids_cannot_shadow_or_flood_the_provider_gauges(
+    conn: db.Connection,
+) -> None:
+    """The shop's table names a "providerId" that is a configured provider's name, and 300
+    other unknown ids. The per-provider gauges stay one series per configured provider (the
+    expired order of alaya is not shadowed by a second provider="alaya" series at 0, which
+    the collector would keep or drop at random); unknown ids are only in
+    ordermon_orders_unwatched, capped as it is."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from ordermon.ops import metrics, status
+    from tests.conftest import add_order
+
+    user = add_user(conn)
+    order = add_order(conn, user, "ref-x", provider_id=PROVIDER_ID)
+    conn.execute(
+        "INSERT INTO ordermon_enrolments (order_id, provider_id, reference, sent_at, state,"
+        " next_check_at, deadline) SELECT id, %(p)s, 'ref-x', \"sentAt\", 'expired', now(),"
+        " now()"
+        " FROM product_orders WHERE id = %(o)s",
+        {"o": order, "p": PROVIDER_ID},
+    )
+    for i, provider_id in enumerate(["alaya", *(f"unknown-{i}" for i in range(300))]):
+        add_order(conn, user, f"u-{i}", provider_id=provider_id)
+    cfg = make_config("postgresql://unused", "http://unused")
+    figures = status.gather(conn, cfg, dt.datetime.now(dt.UTC))
+    text = metrics.render(figures, [], 1.0, None)
+    families = {f.name: f.samples for f in text_string_to_metric_families(text)}
+    for name in ("waiting", "expired", "held"):
+        samples = [s.labels["provider"] for s in families[f"ordermon_orders_{name}"]]
+        assert samples == ["alaya"], (name, samples[:5])
+    assert [s.labels["provider"] for s in families["ordermon_provider_paused"]] == ["alaya"]
+    assert [s.value for s in families["ordermon_orders_expired"]] == [1.0]
+    assert len(families["ordermon_orders_unwatched"]) == 1 + metrics.UNWATCHED_IDS + 1
