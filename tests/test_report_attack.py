@@ -3,6 +3,7 @@ NULL currencies, an order's "providerId" changed after its refund, a DST day."""
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 from ordermon import db
@@ -131,3 +132,28 @@ def test_shop_provider_ids_cannot_shadow_or_flood_the_provider_gauges(
     assert [s.labels["provider"] for s in families["ordermon_provider_paused"]] == ["alaya"]
     assert [s.value for s in families["ordermon_orders_expired"]] == [1.0]
     assert len(families["ordermon_orders_unwatched"]) == 1 + metrics.UNWATCHED_IDS + 1
+
+
+def test_html_never_replaces_what_is_not_a_regular_file(tmp_path: Path, db_url: str) -> None:
+    """--html at a named pipe, at a link to a device (as root, `--html /dev/null` replaced
+    /dev/null with the page: this test uses a link so that it could never do that) or at a
+    dangling link: exit 2 before any work, the pipe and the links left as they were."""
+    import os
+
+    from tests.conftest import run_cli, write_config
+
+    config_path = write_config(tmp_path / "c.yaml", db_url, "http://unused")
+    pipe = tmp_path / "fifo.html"
+    os.mkfifo(pipe)
+    device = tmp_path / "device.html"
+    device.symlink_to("/dev/null")
+    dangling = tmp_path / "dangling.html"
+    dangling.symlink_to(tmp_path / "nowhere" / "report.html")
+    for target in (pipe, device, dangling):
+        done = run_cli("report", "--config", str(config_path), "--html", str(target))
+        assert done.returncode == 2, (target, done.stdout, done.stderr)
+        assert "exists and is not a regular file" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and done.stdout == ""
+    assert pipe.is_fifo() and device.is_symlink() and dangling.is_symlink()
+    assert Path("/dev/null").is_char_device()
+    assert not list(tmp_path.glob(".*.tmp"))
