@@ -157,3 +157,85 @@ def test_html_never_replaces_what_is_not_a_regular_file(tmp_path: Path, db_url: 
     assert pipe.is_fifo() and device.is_symlink() and dangling.is_symlink()
     assert Path("/dev/null").is_char_device()
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+PLOTLY_MARKUP = (
+    '<a href="javascript:alert(1)">click</a>',
+    "<b>bold</b><br>line<sub>2</sub>",
+    "$\\alert{1}$",
+    "\u202eevil\u2066",
+    "&lt;b&gt;",
+)
+
+
+def test_text_plotly_would_read_as_markup_is_shown_as_text(
+    tmp_path: Path, db_url: str, conn: db.Connection
+) -> None:
+    """Provider ids and currencies with the tags plotly.js interprets in every text it draws
+    (<a href>, <b>, <br>, <sub>), TeX between dollars, bidi overrides and entities: in headless
+    Chromium offline, no console message, no link or bold made of them, the legends showing
+    the characters as they were (bidi controls escaped visibly)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import write_config
+    from tests.test_report_html import CHARTS_DRAWN, Browser, _chromium, _wait_for_svgs
+
+    executable = _chromium()
+    user = add_user(conn)
+    now = dt.datetime.now(dt.UTC)
+    for i, provider_id in enumerate(PLOTLY_MARKUP):
+        currency = ("<br>", "$x$", "<b>B</b>", "\u202e", "&amp;")[i]
+        finished(
+            conn,
+            user,
+            now - dt.timedelta(hours=3 + i),
+            30 * (i + 1),
+            2,
+            "refunded",
+            number=i + 1,
+            provider_id=provider_id,
+            refund=("1.00", currency),
+            errors_first=1,
+        )
+    target = tmp_path / "report.html"
+    config_path = write_config(tmp_path / "c.yaml", db_url, "http://unused")
+    from tests.conftest import run_cli
+
+    done = run_cli("report", "--config", str(config_path), "--html", str(target))
+    assert done.returncode == 0, done.stderr
+    with sync_playwright() as playwright:
+        browser = Browser(playwright, executable)
+        try:
+            page = browser.page
+            page.goto(target.as_uri())
+            count = page.locator(".chart").count()
+            _wait_for_svgs(page, count)
+            drawn = page.evaluate(CHARTS_DRAWN)
+            # The drag layer above the bars takes the mouse; plotly finds the bar under it.
+            first = page.locator("#percentiles .trace .point path").first
+            first.scroll_into_view_if_needed()
+            bar = first.bounding_box()
+            assert bar is not None
+            page.mouse.move(bar["x"] + bar["width"] / 2, bar["y"] + bar["height"] / 2 + 1)
+            page.mouse.move(bar["x"] + bar["width"] / 2, bar["y"] + bar["height"] / 2)
+            page.wait_for_timeout(500)
+            made = page.evaluate(
+                """() => ({
+                  links: document.querySelectorAll('svg a, a[href^="javascript"]').length,
+                  bold: document.querySelectorAll('svg [style*="bold"]').length,
+                  hover: document.querySelector('#percentiles .hoverlayer')?.textContent || '',
+                  ticks: Array.from(document.querySelectorAll('#percentiles .xtick text'))
+                    .map((t) => t.textContent),
+                })"""
+            )
+        finally:
+            browser.close()
+    assert browser.problems == [] and browser.left == []
+    assert made["links"] == 0 and made["bold"] == 0, made
+    legends = {t for chart in drawn for t in chart["legend"]}
+    for provider_id in PLOTLY_MARKUP[:3]:
+        assert provider_id in legends, (provider_id, sorted(legends), made)
+        assert provider_id in made["ticks"], made["ticks"]
+    assert "\\x202eevil\\x2066" in legends and "&lt;b&gt;" in legends
+    assert f"{PLOTLY_MARKUP[0]} <br>" in legends  # the refunds' legend: id and currency
+    assert any(p in made["hover"] for p in PLOTLY_MARKUP[:3]), made  # a bar's hover label
