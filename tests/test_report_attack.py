@@ -239,3 +239,47 @@ def test_text_plotly_would_read_as_markup_is_shown_as_text(
     assert "\\x202eevil\\x2066" in legends and "&lt;b&gt;" in legends
     assert f"{PLOTLY_MARKUP[0]} <br>" in legends  # the refunds' legend: id and currency
     assert any(p in made["hover"] for p in PLOTLY_MARKUP[:3]), made  # a bar's hover label
+
+
+class _SweepBetweenQueries:
+    """A connection through which `gather` reads, that lets a "sweep" finish one more order
+    (committed on its own connection) right after the report's first query."""
+
+    def __init__(self, conn: db.Connection, db_url: str) -> None:
+        self._conn, self._db_url, self.queries = conn, db_url, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def execute(self, query: Any, params: Any = None) -> Any:
+        result = self._conn.execute(query, params)
+        self.queries += 1
+        if self.queries == 2:  # the snapshot's statement, or the first query without one
+            with db.connect(self._db_url, autocommit=True) as sweep:
+                finished(
+                    sweep,
+                    add_user(sweep),
+                    NOW - dt.timedelta(hours=1),
+                    7,
+                    1,
+                    "completed",
+                    number=99,
+                )
+        return result
+
+
+def test_every_figure_comes_from_one_snapshot(conn: db.Connection, db_url: str) -> None:
+    """A sweep commits while the report reads (as it does every minute): the figures still
+    agree with each other (the histogram and the outcomes count what the count counts)."""
+    user = add_user(conn)
+    finished(conn, user, t(2, 10), 20, 1, "completed", number=1)
+    cfg = make_config("postgresql://unused", "http://unused")
+    reading = _SweepBetweenQueries(db.connect(db_url), db_url)
+    try:
+        figures = report.gather(reading, cfg, NOW)  # type: ignore[arg-type]
+    finally:
+        reading._conn.close()
+    [p] = figures["providers"]
+    assert sum(b["count"] for b in p["histogram"]) == p["finished"]
+    assert sum(d["completed"] for d in p["outcomes_per_day"]) == p["finished"]
+    assert reading.queries >= 8

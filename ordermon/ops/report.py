@@ -55,7 +55,23 @@ def gather(
     since: dt.timedelta = DEFAULT_PERIOD,
     provider_names: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """All the figures of `ordermon report` (the JSON output)."""
+    """All the figures of `ordermon report` (the JSON output), read in one snapshot: a sweep
+    committing between two queries would make them disagree (an order in the histogram and
+    not in the count). Ends the caller's open transaction (its reads) first."""
+    if not conn.autocommit:
+        conn.commit()
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        return _gather(conn, cfg, now, since, provider_names)
+
+
+def _gather(
+    conn: db.Connection,
+    cfg: config.Config,
+    now: dt.datetime,
+    since: dt.timedelta,
+    provider_names: Sequence[str],
+) -> dict[str, Any]:
     tz = cfg.timezone
     names = {p.id: p.name for p in cfg.providers}
     ids = [p.id for p in cfg.providers if p.name in provider_names] if provider_names else None
