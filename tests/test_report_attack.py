@@ -283,3 +283,16 @@ def test_every_figure_comes_from_one_snapshot(conn: db.Connection, db_url: str) 
     assert sum(b["count"] for b in p["histogram"]) == p["finished"]
     assert sum(d["completed"] for d in p["outcomes_per_day"]) == p["finished"]
     assert reading.queries >= 8
+
+
+def test_an_order_gone_from_the_shop_table_has_no_number_not_none(conn: db.Connection) -> None:
+    """The shop deleted (or archived) a finished order, or never gave it an "orderNo": the
+    page's lists show an empty number, not Python's "None"."""
+    user = add_user(conn)
+    gone = finished(conn, user, t(2, 10), 20, 1, "completed", number=1)
+    finished(conn, user, t(2, 11), 30, 1, "completed", number=2)
+    conn.execute("DELETE FROM product_orders WHERE id = %(id)s", {"id": gone})
+    conn.execute('UPDATE product_orders SET "orderNo" = NULL')
+    page = report_html.page(_gather(conn), "")
+    slowest = page[page.index('<table id="slowest">') :]
+    assert "None" not in slowest[: slowest.index("</table>")]

@@ -155,7 +155,7 @@ def _orders(key: str, title: str, orders: list[dict[str, Any]]) -> str:
     rows = [
         [
             f"<code>{label(o['order_id'])}</code>",
-            label(o["order_no"]),
+            label("" if o["order_no"] is None else o["order_no"]),  # gone from the shop
             label(o["provider"]),
             _number(o["time_to_final_s"]),
             _number(o["checks"]),
