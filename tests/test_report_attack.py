@@ -197,6 +197,16 @@ def test_text_plotly_would_read_as_markup_is_shown_as_text(
             refund=("1.00", currency),
             errors_first=1,
         )
+    # And odd figures: no latency at all for one provider, a final state before "sentAt",
+    # an order waiting with a "sentAt" in the future.
+    conn.execute(
+        "UPDATE ordermon_attempts SET latency_ms = NULL WHERE provider_id = %(p)s",
+        {"p": PLOTLY_MARKUP[1]},
+    )
+    finished(conn, user, now - dt.timedelta(hours=1), -40, 1, "completed", number=50)
+    from tests.test_report import waiting
+
+    waiting(conn, user, now + dt.timedelta(days=400), 51)
     target = tmp_path / "report.html"
     config_path = write_config(tmp_path / "c.yaml", db_url, "http://unused")
     from tests.conftest import run_cli
