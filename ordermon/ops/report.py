@@ -54,7 +54,21 @@ def gather(
     since: dt.timedelta = DEFAULT_PERIOD,
     provider_names: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """All the figures of `ordermon report` (the JSON output)."""
+    """All the figures of `ordermon report` (the JSON output), read in one transaction whose
+    settings suit a report's few large queries (sql.SETTINGS)."""
+    with conn.transaction():
+        for setting in sql.SETTINGS:
+            conn.execute(setting)
+        return _figures(conn, cfg, now, since, provider_names)
+
+
+def _figures(
+    conn: db.Connection,
+    cfg: config.Config,
+    now: dt.datetime,
+    since: dt.timedelta,
+    provider_names: Sequence[str],
+) -> dict[str, Any]:
     tz = cfg.timezone
     names = {p.id: p.name for p in cfg.providers}
     ids = [p.id for p in cfg.providers if p.name in provider_names] if provider_names else None

@@ -5,11 +5,18 @@ Parameters: ``since`` and ``now`` (timestamptz), ``tz`` (the configured zone, fo
 hours), ``providers`` (provider ids, or NULL for every one), ``edges`` (bucket edges in
 seconds, ascending), ``limit`` (the longest lists)."""
 
-# The enrolments that reached a final state in the period, with their outcome and checks.
+# For the report's own transaction only. JIT compilation of these large queries cost more
+# than it saved (1.2 to 1.6 s of inlining and optimisation for TIME_TO_FINAL at 200,000
+# finished orders, benchmarks/RESULTS.md scenario 8), and with the default 4 MB work_mem the
+# sorts behind the percentiles spilled to disk (48 MB for a month of attempts).
+SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
+
+# The enrolments that reached a final state in the period, with their outcome (by
+# ordermon_enrolments_finished).
 # done + approved: completed; done with a refund of this enrolment: refunded; other done:
 # rejected (a failure answered without a refund); held and expired as they are.
 _FINISHED = """
-WITH finished AS (
+WITH finished AS NOT MATERIALIZED (
     SELECT e.id, e.order_id, e.provider_id, e.sent_at, e.finished_at,
            extract(epoch FROM e.finished_at - e.sent_at)::float8 AS seconds,
            CASE WHEN e.state = 'held' THEN 'held'
@@ -17,8 +24,6 @@ WITH finished AS (
                 WHEN o.status = 'approved' THEN 'completed'
                 WHEN r.order_id IS NOT NULL THEN 'refunded'
                 ELSE 'rejected' END AS outcome,
-           (SELECT count(*) FROM ordermon_attempts a
-            WHERE a.order_id = e.order_id AND a.enrolment_id = e.id) AS checks,
            o."orderNo" AS order_no
     FROM ordermon_enrolments e
     LEFT JOIN product_orders o ON o.id = e.order_id
@@ -29,8 +34,28 @@ WITH finished AS (
 )
 """
 
+# The finished enrolments with their checks: the attempts of each (its order's, by its id),
+# counted in one pass over ordermon_attempts_enrolment between the period's lowest and
+# highest enrolment id, rather than one look-up per enrolment.
+_CHECKED = (
+    _FINISHED.rstrip()
+    + """,
+counted AS (
+    SELECT a.enrolment_id, a.order_id, count(*) AS checks
+    FROM (SELECT min(id) AS low, max(id) AS high FROM finished) AS ids
+    JOIN ordermon_attempts a ON a.enrolment_id BETWEEN ids.low AND ids.high
+    GROUP BY a.enrolment_id, a.order_id
+),
+checked AS (
+    SELECT f.*, coalesce(c.checks, 0) AS checks
+    FROM finished f
+    LEFT JOIN counted c ON c.enrolment_id = f.id AND c.order_id = f.order_id
+)
+"""
+)
+
 TIME_TO_FINAL = (
-    _FINISHED
+    _CHECKED
     + """
 SELECT provider_id, count(*) AS finished,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS p50,
@@ -38,7 +63,7 @@ SELECT provider_id, count(*) AS finished,
        percentile_cont(0.99) WITHIN GROUP (ORDER BY seconds) AS p99,
        avg(checks)::float8 AS checks_mean,
        percentile_cont(0.9) WITHIN GROUP (ORDER BY checks) AS checks_p90
-FROM finished GROUP BY provider_id
+FROM checked GROUP BY provider_id
 """
 )
 
@@ -59,19 +84,23 @@ FROM finished GROUP BY 1, 2, 3
 """
 )
 
+# The checks of the few slowest only, each by ordermon_attempts_enrolment.
 SLOWEST = (
     _FINISHED
     + """
-SELECT order_id, order_no, provider_id, seconds, checks, outcome, finished_at
-FROM finished ORDER BY seconds DESC, order_id LIMIT %(limit)s
+SELECT s.*, (SELECT count(*) FROM ordermon_attempts a
+             WHERE a.order_id = s.order_id AND a.enrolment_id = s.id) AS checks
+FROM (SELECT id, order_id, order_no, provider_id, seconds, outcome, finished_at
+      FROM finished ORDER BY seconds DESC, order_id LIMIT %(limit)s) AS s
+ORDER BY seconds DESC, order_id
 """
 )
 
 MOST_CHECKED = (
-    _FINISHED
+    _CHECKED
     + """
 SELECT order_id, order_no, provider_id, seconds, checks, outcome, finished_at
-FROM finished ORDER BY checks DESC, seconds DESC, order_id LIMIT %(limit)s
+FROM checked ORDER BY checks DESC, seconds DESC, order_id LIMIT %(limit)s
 """
 )
 
