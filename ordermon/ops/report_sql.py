@@ -6,10 +6,12 @@ hours), ``providers`` (provider ids, or NULL for every one), ``edges`` (bucket e
 seconds, ascending), ``limit`` (the longest lists)."""
 
 # For the report's own transaction only. JIT compilation of these large queries cost more
-# than it saved (1.2 to 1.6 s of inlining and optimisation for TIME_TO_FINAL at 200,000
-# finished orders, benchmarks/RESULTS.md scenario 8), and with the default 4 MB work_mem the
-# sorts behind the percentiles spilled to disk (48 MB for a month of attempts).
-SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
+# than it saved: 1.2 to 1.6 s of inlining and optimisation for TIME_TO_FINAL alone at
+# 200,000 finished orders (benchmarks/RESULTS.md, scenario 8). Hash tables may take 8 times
+# work_mem (32 MB at the default 4 MB): counting the checks of a month's 200,000 enrolments
+# spilled to disk at twice. work_mem itself is left alone: the hourly sort measured slower
+# in memory than spilled.
+SETTINGS = ("SET LOCAL jit = off", "SET LOCAL hash_mem_multiplier = 8")
 
 # The enrolments that reached a final state in the period, with their outcome (by
 # ordermon_enrolments_finished).
@@ -96,11 +98,16 @@ ORDER BY seconds DESC, order_id
 """
 )
 
+# The most-checked found from the enrolments and their checks alone; the order and refund
+# of those few only (each at most one row: the lists are the same as joining all first).
 MOST_CHECKED = (
     _CHECKED
     + """
-SELECT order_id, order_no, provider_id, seconds, checks, outcome, finished_at
-FROM checked ORDER BY checks DESC, seconds DESC, order_id LIMIT %(limit)s
+SELECT f.order_id, f.order_no, f.provider_id, f.seconds, top.checks, f.outcome, f.finished_at
+FROM (SELECT id, order_id, seconds, checks FROM checked
+      ORDER BY checks DESC, seconds DESC, order_id LIMIT %(limit)s) AS top
+JOIN finished f ON f.id = top.id
+ORDER BY top.checks DESC, top.seconds DESC, top.order_id
 """
 )
 
