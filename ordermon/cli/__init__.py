@@ -9,6 +9,7 @@ import atexit
 import gc
 import io
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -258,15 +259,28 @@ def check(
         raise typer.Exit(1)
 
 
+DEMO_REPORT = Path("ordermon-demo-report.html")
+
+
 @app.command()
 def demo(
     orders: Annotated[int, typer.Option("--orders", min=1, max=500, help="How many orders.")] = 36,
+    report: Annotated[
+        Path,
+        typer.Option(
+            "--report",
+            metavar="PATH",
+            help="Where the demo writes its report page (ordermon report --html).",
+        ),
+    ] = DEMO_REPORT,
 ) -> None:
     """The whole loop on a private PostgreSQL and a simulated provider; needs no setup."""
     from ordermon.dev import demo as demos
+    from ordermon.ops import report_html
 
     with support.expected_failures():
-        demos.run(orders)
+        report_html.check_target(report, "--report")  # before the demo, not after it
+        demos.run(orders, report)
 
 
 # The operators' and the outbox's commands live in modules of their own.

@@ -2,10 +2,12 @@
 charts (unicode block sparklines and bars); off one, plain complete text: every figure,
 hour by hour, without charts or boxes."""
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ordermon import errors
 from ordermon.cli import support, tables
 
 app = typer.Typer()
@@ -58,22 +60,44 @@ def report(
         typer.Option("--provider", help="Only this provider (by name); repeatable."),
     ] = None,
     as_json: support.JsonOption = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write the report as one self-contained HTML page with charts to PATH "
+            "(replaced atomically; needs the report extra: pip install 'ordermon[report]').",
+            metavar="PATH",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """How the providers performed: time to final state, outcomes, checks, errors, refunds."""
     from ordermon.cli import render
     from ordermon.ops import report as reports
+    from ordermon.ops import report_html
     from ordermon.sweep import sweep
 
     names = tuple(provider or ())
     with support.expected_failures():
         period = reports.period(since)
+        if html is not None and as_json:
+            raise errors.UsageError("--html and --json: give one of them")
+        # Before the database: a missing extra is told at once.
+        plotly = report_html.plotly_js() if html is not None else ""
+        if html is not None:
+            report_html.check_target(html)
 
     def work(cfg: Any, conn: Any) -> dict[str, Any]:
         support.known_providers(cfg, names)
         return reports.gather(conn, cfg, sweep.utc_now(), period, names)
 
     figures = support.with_database(config_path, work)
-    if as_json:
+    if html is not None:
+        with support.expected_failures():
+            report_html.write(html, report_html.page(figures, plotly))
+        # The path written, for a person; cron's line sends stdout to /dev/null.
+        print(html)
+    elif as_json:
         render.print_json(figures)
     else:
         view(figures)

@@ -76,7 +76,13 @@ def render(
         "Provider checks made by the last sweep.",
         [(labels(provider=r["provider"], outcome=r["outcome"]), r["n"]) for r in run_checks],
     )
-    rows = figures["providers"]
+    # An unknown id from the shop's table has only unwatched orders (its own metric, capped):
+    # as a provider="..." series it could flood the gauges or shadow a configured name.
+    rows = [
+        r
+        for r in figures["providers"]
+        if r["configured"] or any(r[k] for k in ("waiting", "expired", "held"))
+    ]
     for key, name, text in (
         ("waiting", "ordermon_orders_waiting", "Orders ordermon is watching."),
         ("expired", "ordermon_orders_expired", "Expired orders still waiting for a person."),
@@ -88,7 +94,7 @@ def render(
         "gauge",
         "Dispatched orders no configured provider watches: an unknown provider id, "
         "or no reference to ask the provider by.",
-        _unwatched(rows),
+        _unwatched(figures["providers"]),
     )
     metric(
         "ordermon_provider_paused",

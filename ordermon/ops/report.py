@@ -22,6 +22,7 @@ LIST_LENGTH = 10
 OUTCOMES = ("completed", "refunded", "rejected", "held", "expired")
 # Seconds from "sentAt" to the final state: [0, 10s), [10s, 30s), ... [1h, ∞).
 TIME_EDGES = (0, 10, 30, 60, 120, 300, 600, 1800, 3600)
+NO_CURRENCY = '(no "sellPriceCurrency")'
 # Seconds since "sentAt" of the orders still waiting.
 BACKLOG_EDGES = (0, 300, 900, 3600, 21600, 86400)
 
@@ -94,7 +95,9 @@ def _figures(
         row["time_to_final_s"] = {k: _round(r[k]) for k in ("p50", "p90", "p99")}
         row["checks_per_order"] = {"mean": _round(r["checks_mean"]), "p90": _round(r["checks_p90"])}
     for r in conn.execute(sql.HISTOGRAM, params):
-        of(r["provider_id"])["histogram"][r["bucket"] - 1]["count"] = r["n"]
+        # Bucket 0: a final state before "sentAt" (the shop's clock ahead), counted in the
+        # first bucket, not in the last (a list index of -1).
+        of(r["provider_id"])["histogram"][max(r["bucket"], 1) - 1]["count"] += r["n"]
     for r in conn.execute(sql.OUTCOMES, params):
         days = of(r["provider_id"])["outcomes_per_day"]
         day = days.setdefault(r["day"].isoformat(), dict.fromkeys(OUTCOMES, 0))
@@ -115,7 +118,8 @@ def _figures(
         per_day.append(
             {
                 "day": r["day"].isoformat(),
-                "currency": r["currency"],
+                # The shop's column: a NULL would not sort beside a currency.
+                "currency": NO_CURRENCY if r["currency"] is None else r["currency"],
                 "count": r["n"],
                 "amount": str(r["amount"]),
             }
@@ -131,7 +135,8 @@ def _figures(
         row["hourly"].sort(key=lambda h: h["hour"])
         row["refunds_per_day"].sort(key=lambda r: (r["day"], r["currency"]))
         row["refund_totals"] = _totals(row["refunds_per_day"])
-    providers = sorted(found.values(), key=lambda r: (r["name"], r["provider_id"]))
+    # A refund's order may have no "providerId" (None) beside one of "": both sort as "".
+    providers = sorted(found.values(), key=lambda r: (r["name"], r["provider_id"] or ""))
     return {
         "now": human.iso(now, tz),
         "since": human.iso(start, tz),

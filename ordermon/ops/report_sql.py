@@ -112,9 +112,10 @@ ORDER BY top.checks DESC, top.seconds DESC, top.order_id
 )
 
 # By time (ordermon_attempts_checked_at): every check of the period, per provider and hour.
+# Hours of the zone truncated in the zone: the hour a DST day repeats stays two hours.
 HOURLY = """
 SELECT provider_id,
-       date_trunc('hour', checked_at AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS hour,
+       date_trunc('hour', checked_at, %(tz)s) AS hour,
        count(*) AS checks,
        count(*) FILTER (WHERE outcome = 'error') AS errors,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50,
@@ -125,13 +126,17 @@ WHERE checked_at >= %(since)s AND checked_at < %(now)s
 GROUP BY 1, 2
 """
 
+# The provider of the refunded enrolment: the shop may change the order's "providerId" since.
 REFUNDS = """
-SELECT o."providerId" AS provider_id, (r.refunded_at AT TIME ZONE %(tz)s)::date AS day,
+SELECT coalesce(e.provider_id, o."providerId") AS provider_id,
+       (r.refunded_at AT TIME ZONE %(tz)s)::date AS day,
        o."sellPriceCurrency" AS currency, count(*) AS n, sum(r.amount) AS amount
 FROM ordermon_refunds r
 JOIN product_orders o ON o.id = r.order_id
+LEFT JOIN ordermon_enrolments e ON e.id = r.enrolment_id
 WHERE r.refunded_at >= %(since)s AND r.refunded_at < %(now)s
-  AND (%(providers)s::text[] IS NULL OR o."providerId" = ANY(%(providers)s::text[]))
+  AND (%(providers)s::text[] IS NULL
+       OR coalesce(e.provider_id, o."providerId") = ANY(%(providers)s::text[]))
 GROUP BY 1, 2, 3
 """
 
