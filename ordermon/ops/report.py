@@ -89,18 +89,19 @@ def _figures(
             found[provider_id] = _empty(provider_id, names)
         return found[provider_id]
 
-    for r in conn.execute(sql.TIME_TO_FINAL, params):
+    figures = _finished(conn, params)
+    for r in figures["time_to_final"]:
         row = of(r["provider_id"])
         row["finished"] = r["finished"]
         row["time_to_final_s"] = {k: _round(r[k]) for k in ("p50", "p90", "p99")}
         row["checks_per_order"] = {"mean": _round(r["checks_mean"]), "p90": _round(r["checks_p90"])}
-    for r in conn.execute(sql.HISTOGRAM, params):
+    for r in figures["histogram"]:
         # Bucket 0: a final state before "sentAt" (the shop's clock ahead), counted in the
         # first bucket, not in the last (a list index of -1).
         of(r["provider_id"])["histogram"][max(r["bucket"], 1) - 1]["count"] += r["n"]
-    for r in conn.execute(sql.OUTCOMES, params):
+    for r in figures["outcomes"]:
         days = of(r["provider_id"])["outcomes_per_day"]
-        day = days.setdefault(r["day"].isoformat(), dict.fromkeys(OUTCOMES, 0))
+        day = days.setdefault(r["day"], dict.fromkeys(OUTCOMES, 0))
         day[r["outcome"]] = r["n"]
     for r in conn.execute(sql.HOURLY, params):
         of(r["provider_id"])["hourly"].append(
@@ -143,10 +144,18 @@ def _figures(
         "period_s": since.total_seconds(),
         "timezone": tz,
         "providers": providers,
-        "slowest": [_order(r, names, tz) for r in conn.execute(sql.SLOWEST, params)],
-        "most_checked": [_order(r, names, tz) for r in conn.execute(sql.MOST_CHECKED, params)],
+        "slowest": [_order(r, names, tz) for r in figures["slowest"]],
+        "most_checked": [_order(r, names, tz) for r in figures["most_checked"]],
         "empty": not providers,
     }
+
+
+def _finished(conn: db.Connection, params: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The figures of the period's finished enrolments (sql.FINISHED: one row of JSON lists;
+    a figure without rows is NULL there, an empty list here)."""
+    row = conn.execute(sql.FINISHED, params).fetchone()
+    assert row is not None  # an aggregate without GROUP BY: always one row
+    return {name: list(value or ()) for name, value in row.items()}
 
 
 def _empty(provider_id: str, names: dict[str, str]) -> dict[str, Any]:
@@ -192,7 +201,8 @@ def _order(r: dict[str, Any], names: dict[str, str], tz: str) -> dict[str, Any]:
         "time_to_final_s": _round(r["seconds"]),
         "checks": r["checks"],
         "outcome": r["outcome"],
-        "finished_at": human.iso(r["finished_at"], tz),
+        # JSON text (sql.FINISHED): ISO 8601 with its offset, to the microsecond.
+        "finished_at": human.iso(dt.datetime.fromisoformat(r["finished_at"]), tz),
     }
 
 

@@ -13,12 +13,18 @@ seconds, ascending), ``limit`` (the longest lists)."""
 # in memory than spilled.
 SETTINGS = ("SET LOCAL jit = off", "SET LOCAL hash_mem_multiplier = 8")
 
-# The enrolments that reached a final state in the period, with their outcome (by
-# ordermon_enrolments_finished).
-# done + approved: completed; done with a refund of this enrolment: refunded; other done:
-# rejected (a failure answered without a refund); held and expired as they are.
-_FINISHED = """
-WITH finished AS NOT MATERIALIZED (
+# Every figure of the enrolments that reached a final state in the period, in one statement
+# so that the period's finished enrolments (by ordermon_enrolments_finished, with their
+# outcome) and their checks are found once, not once per figure: one row, one JSON list per
+# figure (timestamps as ISO 8601 text, float8 in shortest exact form).
+# The outcome: done + approved: completed; done with a refund of this enrolment: refunded;
+# other done: rejected (a failure answered without a refund); held and expired as they are.
+# The checks: the attempts of each enrolment (its order's, by its id), counted in one pass
+# over ordermon_attempts_enrolment between the period's lowest and highest enrolment id,
+# rather than one look-up per enrolment.
+# width_bucket: 0 below the first edge, i for [edges[i], edges[i+1]), len(edges) past the last.
+FINISHED = """
+WITH finished AS MATERIALIZED (
     SELECT e.id, e.order_id, e.provider_id, e.sent_at, e.finished_at,
            extract(epoch FROM e.finished_at - e.sent_at)::float8 AS seconds,
            CASE WHEN e.state = 'held' THEN 'held'
@@ -33,83 +39,42 @@ WITH finished AS NOT MATERIALIZED (
     WHERE e.state IN ('done', 'held', 'expired')
       AND e.finished_at >= %(since)s AND e.finished_at < %(now)s
       AND (%(providers)s::text[] IS NULL OR e.provider_id = ANY(%(providers)s::text[]))
-)
-"""
-
-# The finished enrolments with their checks: the attempts of each (its order's, by its id),
-# counted in one pass over ordermon_attempts_enrolment between the period's lowest and
-# highest enrolment id, rather than one look-up per enrolment.
-_CHECKED = (
-    _FINISHED.rstrip()
-    + """,
+),
 counted AS (
     SELECT a.enrolment_id, a.order_id, count(*) AS checks
     FROM (SELECT min(id) AS low, max(id) AS high FROM finished) AS ids
     JOIN ordermon_attempts a ON a.enrolment_id BETWEEN ids.low AND ids.high
     GROUP BY a.enrolment_id, a.order_id
 ),
-checked AS (
+checked AS MATERIALIZED (
     SELECT f.*, coalesce(c.checks, 0) AS checks
     FROM finished f
     LEFT JOIN counted c ON c.enrolment_id = f.id AND c.order_id = f.order_id
 )
+SELECT
+    (SELECT json_agg(t) FROM (
+        SELECT provider_id, count(*) AS finished,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS p50,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) AS p90,
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY seconds) AS p99,
+               avg(checks)::float8 AS checks_mean,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY checks) AS checks_p90
+        FROM checked GROUP BY provider_id) AS t) AS time_to_final,
+    (SELECT json_agg(t) FROM (
+        SELECT provider_id, width_bucket(seconds, %(edges)s::float8[]) AS bucket, count(*) AS n
+        FROM finished GROUP BY 1, 2) AS t) AS histogram,
+    (SELECT json_agg(t) FROM (
+        SELECT provider_id, (finished_at AT TIME ZONE %(tz)s)::date AS day, outcome,
+               count(*) AS n
+        FROM finished GROUP BY 1, 2, 3) AS t) AS outcomes,
+    (SELECT json_agg(t ORDER BY seconds DESC, order_id) FROM (
+        SELECT order_id, order_no, provider_id, seconds, checks, outcome, finished_at
+        FROM checked ORDER BY seconds DESC, order_id LIMIT %(limit)s) AS t) AS slowest,
+    (SELECT json_agg(t ORDER BY checks DESC, seconds DESC, order_id) FROM (
+        SELECT order_id, order_no, provider_id, seconds, checks, outcome, finished_at
+        FROM checked ORDER BY checks DESC, seconds DESC, order_id LIMIT %(limit)s) AS t)
+        AS most_checked
 """
-)
-
-TIME_TO_FINAL = (
-    _CHECKED
-    + """
-SELECT provider_id, count(*) AS finished,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS p50,
-       percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) AS p90,
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY seconds) AS p99,
-       avg(checks)::float8 AS checks_mean,
-       percentile_cont(0.9) WITHIN GROUP (ORDER BY checks) AS checks_p90
-FROM checked GROUP BY provider_id
-"""
-)
-
-# width_bucket: 0 below the first edge, i for [edges[i], edges[i+1]), len(edges) past the last.
-HISTOGRAM = (
-    _FINISHED
-    + """
-SELECT provider_id, width_bucket(seconds, %(edges)s::float8[]) AS bucket, count(*) AS n
-FROM finished GROUP BY 1, 2
-"""
-)
-
-OUTCOMES = (
-    _FINISHED
-    + """
-SELECT provider_id, (finished_at AT TIME ZONE %(tz)s)::date AS day, outcome, count(*) AS n
-FROM finished GROUP BY 1, 2, 3
-"""
-)
-
-# The checks of the few slowest only, each by ordermon_attempts_enrolment.
-SLOWEST = (
-    _FINISHED
-    + """
-SELECT s.*, (SELECT count(*) FROM ordermon_attempts a
-             WHERE a.order_id = s.order_id AND a.enrolment_id = s.id) AS checks
-FROM (SELECT id, order_id, order_no, provider_id, seconds, outcome, finished_at
-      FROM finished ORDER BY seconds DESC, order_id LIMIT %(limit)s) AS s
-ORDER BY seconds DESC, order_id
-"""
-)
-
-# The most-checked found from the enrolments and their checks alone; the order and refund
-# of those few only (each at most one row: the lists are the same as joining all first).
-MOST_CHECKED = (
-    _CHECKED
-    + """
-SELECT f.order_id, f.order_no, f.provider_id, f.seconds, top.checks, f.outcome, f.finished_at
-FROM (SELECT id, order_id, seconds, checks FROM checked
-      ORDER BY checks DESC, seconds DESC, order_id LIMIT %(limit)s) AS top
-JOIN finished f ON f.id = top.id
-ORDER BY top.checks DESC, top.seconds DESC, top.order_id
-"""
-)
 
 # By time (ordermon_attempts_checked_at): every check of the period, per provider and hour.
 # Hours of the zone truncated in the zone: the hour a DST day repeats stays two hours.
