@@ -1,6 +1,7 @@
 """`ordermon report` on a long history: each query reaches ordermon's tables through the
 indexes of sql/009_report_indexes.sql (not by reading every row ever written), and the checks
-counted in one pass are exactly the per-enrolment counts (the timing: benchmarks/, scenario 8)."""
+the database keeps per enrolment (ordermon_enrolments.checks, by trigger) are exactly its
+attempts whatever writes them (the timing: benchmarks/, scenario 8)."""
 
 import datetime as dt
 from typing import Any
@@ -23,11 +24,7 @@ BOUNDED = {
 FINISHED_BOUNDED = ("ordermon_enrolments", "ordermon_attempts")
 # What each query must use on a history mostly older than the period.
 EXPECTED = {
-    "TIME_TO_FINAL": {"ordermon_enrolments_finished", "ordermon_attempts_enrolment"},
-    "HISTOGRAM": {"ordermon_enrolments_finished"},
-    "OUTCOMES": {"ordermon_enrolments_finished"},
-    "SLOWEST": {"ordermon_enrolments_finished", "ordermon_attempts_enrolment"},
-    "MOST_CHECKED": {"ordermon_enrolments_finished", "ordermon_attempts_enrolment"},
+    "FINISHED": {"ordermon_enrolments_finished"},
     "HOURLY": {"ordermon_attempts_checked_at"},
     "REFUNDS": {"ordermon_refunds_refunded_at"},
     "BACKLOG": {"ordermon_enrolments_due"},
@@ -63,6 +60,8 @@ def test_each_query_reads_its_period_through_indexes(
         assert index in plan, plan
     for table in BOUNDED.get(name, FINISHED_BOUNDED):
         assert f"Seq Scan on {table}" not in plan, plan
+    if name == "FINISHED":
+        assert "ordermon_attempts" not in plan, plan  # the checks are read, not counted
 
 
 def _older(conn: db.Connection, count: int) -> None:
@@ -169,3 +168,49 @@ def test_checks_are_each_enrolments_own_attempts(conn: db.Connection) -> None:
     assert {o["order_no"]: o["checks"] for o in figures["slowest"]} == checks
     [p] = figures["providers"]
     assert p["checks_per_order"] == {"mean": round(5 / 3, 2), "p90": 2.8}
+
+
+def _kept_and_counted(conn: db.Connection) -> list[tuple[int, int, int]]:
+    """Each enrolment's kept checks beside the count of its own order's attempts."""
+    rows = conn.execute(
+        """SELECT e.id, e.checks, (SELECT count(*) FROM ordermon_attempts a
+                                   WHERE a.enrolment_id = e.id AND a.order_id = e.order_id) AS n
+           FROM ordermon_enrolments e ORDER BY e.id"""
+    ).fetchall()
+    return [(r["id"], r["checks"], r["n"]) for r in rows]
+
+
+def test_the_kept_checks_follow_every_write_of_the_attempts(conn: db.Connection) -> None:
+    """ordermon_enrolments.checks is the report's count whatever writes the attempts: a
+    many-row insert, one row, an attempt naming another order (not counted), the retention's
+    delete, an update moving attempts, a truncate, and an enrolment deleted with its attempts."""
+    from ordermon.sweep import runs
+
+    user = add_user(conn)
+    one = add_order(conn, user, "ref-1", sent_at=t(2, 9), orderNo=1, status="approved")
+    two = add_order(conn, user, "ref-2", sent_at=t(2, 9), orderNo=2, status="approved")
+    first = _enrolment(conn, one, "done", t(2, 9), t(2, 10))
+    second = _enrolment(conn, two, "done", t(2, 9, 30), t(2, 11))
+    _attempts(conn, first, one, 5)
+    _attempts(conn, second, two, 1)
+    _attempts(conn, second, one, 4)  # names the second enrolment but another order
+    assert _kept_and_counted(conn) == [(first, 5, 5), (second, 1, 1)]
+    conn.execute(
+        "UPDATE ordermon_attempts SET checked_at = %(old)s WHERE id IN (SELECT id FROM"
+        " ordermon_attempts WHERE enrolment_id = %(e)s AND order_id = %(o)s LIMIT 2)",
+        {"old": NOW - dt.timedelta(days=60), "e": first, "o": one},
+    )
+    assert runs.prune(conn, NOW - dt.timedelta(days=30)) == 2
+    assert _kept_and_counted(conn) == [(first, 3, 3), (second, 1, 1)]
+    conn.execute(
+        "UPDATE ordermon_attempts SET enrolment_id = %(to)s, order_id = %(o)s"
+        " WHERE enrolment_id = %(e)s",
+        {"to": second, "o": two, "e": first},
+    )
+    assert _kept_and_counted(conn) == [(first, 0, 0), (second, 4, 4)]
+    conn.execute("TRUNCATE ordermon_attempts")
+    assert _kept_and_counted(conn) == [(first, 0, 0), (second, 0, 0)]
+    _attempts(conn, first, one, 2)
+    _attempts(conn, second, two, 3)
+    conn.execute("DELETE FROM ordermon_enrolments WHERE id = %(e)s", {"e": first})
+    assert _kept_and_counted(conn) == [(second, 3, 3)]
