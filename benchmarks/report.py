@@ -191,9 +191,13 @@ class _Recorder:
         self.queries: list[tuple[str, dict[str, Any]]] = []
 
     def execute(self, query: str, params: dict[str, Any] | None = None) -> Any:
-        if query not in report_sql.SETTINGS:
+        if query not in (report_sql.SNAPSHOT, *report_sql.SETTINGS):
             self.queries.append((query, params or {}))
         return self.conn.execute(query, params)
+
+    @property
+    def autocommit(self) -> bool:
+        return self.conn.autocommit
 
     def transaction(self) -> Any:
         return self.conn.transaction()

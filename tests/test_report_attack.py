@@ -3,11 +3,12 @@ NULL currencies, an order's "providerId" changed after its refund, a DST day."""
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 from ordermon import db
 from ordermon.cli import report as cli_report
-from ordermon.ops import report, report_charts, report_html
+from ordermon.ops import report, report_charts, report_html, report_sql
 from tests.conftest import PROVIDER_ID, add_user, make_config
 from tests.test_report import NOW, finished, t
 
@@ -131,3 +132,182 @@ def test_shop_provider_ids_cannot_shadow_or_flood_the_provider_gauges(
     assert [s.labels["provider"] for s in families["ordermon_provider_paused"]] == ["alaya"]
     assert [s.value for s in families["ordermon_orders_expired"]] == [1.0]
     assert len(families["ordermon_orders_unwatched"]) == 1 + metrics.UNWATCHED_IDS + 1
+
+
+def test_html_never_replaces_what_is_not_a_regular_file(tmp_path: Path, db_url: str) -> None:
+    """--html at a named pipe, at a link to a device (as root, `--html /dev/null` replaced
+    /dev/null with the page: this test uses a link so that it could never do that) or at a
+    dangling link: exit 2 before any work, the pipe and the links left as they were."""
+    import os
+
+    from tests.conftest import run_cli, write_config
+
+    config_path = write_config(tmp_path / "c.yaml", db_url, "http://unused")
+    pipe = tmp_path / "fifo.html"
+    os.mkfifo(pipe)
+    device = tmp_path / "device.html"
+    device.symlink_to("/dev/null")
+    dangling = tmp_path / "dangling.html"
+    dangling.symlink_to(tmp_path / "nowhere" / "report.html")
+    for target in (pipe, device, dangling):
+        done = run_cli("report", "--config", str(config_path), "--html", str(target))
+        assert done.returncode == 2, (target, done.stdout, done.stderr)
+        assert "exists and is not a regular file" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and done.stdout == ""
+    assert pipe.is_fifo() and device.is_symlink() and dangling.is_symlink()
+    assert Path("/dev/null").is_char_device()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+PLOTLY_MARKUP = (
+    '<a href="javascript:alert(1)">click</a>',
+    "<b>bold</b><br>line<sub>2</sub>",
+    "$\\alert{1}$",
+    "\u202eevil\u2066",
+    "&lt;b&gt;",
+)
+
+
+def test_text_plotly_would_read_as_markup_is_shown_as_text(
+    tmp_path: Path, db_url: str, conn: db.Connection
+) -> None:
+    """Provider ids and currencies with the tags plotly.js interprets in every text it draws
+    (<a href>, <b>, <br>, <sub>), TeX between dollars, bidi overrides and entities: in headless
+    Chromium offline, no console message, no link or bold made of them, the legends showing
+    the characters as they were (bidi controls escaped visibly)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import write_config
+    from tests.test_report_html import CHARTS_DRAWN, Browser, _chromium, _wait_for_svgs
+
+    executable = _chromium()
+    user = add_user(conn)
+    now = dt.datetime.now(dt.UTC)
+    for i, provider_id in enumerate(PLOTLY_MARKUP):
+        currency = ("<br>", "$x$", "<b>B</b>", "\u202e", "&amp;")[i]
+        finished(
+            conn,
+            user,
+            now - dt.timedelta(hours=3 + i),
+            30 * (i + 1),
+            2,
+            "refunded",
+            number=i + 1,
+            provider_id=provider_id,
+            refund=("1.00", currency),
+            errors_first=1,
+        )
+    # And odd figures: no latency at all for one provider, a final state before "sentAt",
+    # an order waiting with a "sentAt" in the future.
+    conn.execute(
+        "UPDATE ordermon_attempts SET latency_ms = NULL WHERE provider_id = %(p)s",
+        {"p": PLOTLY_MARKUP[1]},
+    )
+    finished(conn, user, now - dt.timedelta(hours=1), -40, 1, "completed", number=50)
+    from tests.test_report import waiting
+
+    waiting(conn, user, now + dt.timedelta(days=400), 51)
+    target = tmp_path / "report.html"
+    config_path = write_config(tmp_path / "c.yaml", db_url, "http://unused")
+    from tests.conftest import run_cli
+
+    done = run_cli("report", "--config", str(config_path), "--html", str(target))
+    assert done.returncode == 0, done.stderr
+    with sync_playwright() as playwright:
+        browser = Browser(playwright, executable)
+        try:
+            page = browser.page
+            page.goto(target.as_uri())
+            count = page.locator(".chart").count()
+            _wait_for_svgs(page, count)
+            drawn = page.evaluate(CHARTS_DRAWN)
+            # The drag layer above the bars takes the mouse; plotly finds the bar under it.
+            first = page.locator("#percentiles .trace .point path").first
+            first.scroll_into_view_if_needed()
+            bar = first.bounding_box()
+            assert bar is not None
+            page.mouse.move(bar["x"] + bar["width"] / 2, bar["y"] + bar["height"] / 2 + 1)
+            page.mouse.move(bar["x"] + bar["width"] / 2, bar["y"] + bar["height"] / 2)
+            page.wait_for_timeout(500)
+            made = page.evaluate(
+                """() => ({
+                  links: document.querySelectorAll('svg a, a[href^="javascript"]').length,
+                  bold: document.querySelectorAll('svg [style*="bold"]').length,
+                  hover: document.querySelector('#percentiles .hoverlayer')?.textContent || '',
+                  ticks: Array.from(document.querySelectorAll('#percentiles .xtick text'))
+                    .map((t) => t.textContent),
+                })"""
+            )
+        finally:
+            browser.close()
+    assert browser.problems == [] and browser.left == []
+    assert made["links"] == 0 and made["bold"] == 0, made
+    legends = {t for chart in drawn for t in chart["legend"]}
+    for provider_id in PLOTLY_MARKUP[:3]:
+        assert provider_id in legends, (provider_id, sorted(legends), made)
+        assert provider_id in made["ticks"], made["ticks"]
+    assert "\\x202eevil\\x2066" in legends and "&lt;b&gt;" in legends
+    assert f"{PLOTLY_MARKUP[0]} <br>" in legends  # the refunds' legend: id and currency
+    assert any(p in made["hover"] for p in PLOTLY_MARKUP[:3]), made  # a bar's hover label
+
+
+class _SweepBetweenQueries:
+    """A connection through which `gather` reads, that lets a "sweep" finish one more order
+    (committed on its own connection) right after the report's first query."""
+
+    def __init__(self, conn: db.Connection, db_url: str) -> None:
+        self._conn, self._db_url, self.queries = conn, db_url, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def execute(self, query: Any, params: Any = None) -> Any:
+        result = self._conn.execute(query, params)
+        if query in (report_sql.SNAPSHOT, *report_sql.SETTINGS):
+            return result
+        self.queries += 1
+        if self.queries == 1:  # right after the report's first query
+            with db.connect(self._db_url, autocommit=True) as sweep:
+                finished(
+                    sweep,
+                    add_user(sweep),
+                    NOW - dt.timedelta(hours=1),
+                    7,
+                    1,
+                    "completed",
+                    number=99,
+                )
+        return result
+
+
+def test_every_figure_comes_from_one_snapshot(conn: db.Connection, db_url: str) -> None:
+    """A sweep commits while the report reads (as it does every minute): the figures still
+    agree with each other (the histogram and the outcomes count what the count counts)."""
+    user = add_user(conn)
+    finished(conn, user, t(2, 10), 20, 1, "completed", number=1)
+    cfg = make_config("postgresql://unused", "http://unused")
+    reading = _SweepBetweenQueries(db.connect(db_url), db_url)
+    try:
+        figures = report.gather(reading, cfg, NOW)  # type: ignore[arg-type]
+    finally:
+        reading._conn.close()
+    [p] = figures["providers"]
+    assert sum(b["count"] for b in p["histogram"]) == p["finished"]
+    assert sum(d["completed"] for d in p["outcomes_per_day"]) == p["finished"]
+    # The finished orders' figures are one query (report_sql.FINISHED); the hourly checks
+    # are another: they count the checks the finished orders' figures count.
+    assert sum(h["checks"] for h in p["hourly"]) == p["finished"] * p["checks_per_order"]["mean"]
+    assert reading.queries >= 4
+
+
+def test_an_order_gone_from_the_shop_table_has_no_number_not_none(conn: db.Connection) -> None:
+    """The shop deleted (or archived) a finished order, or never gave it an "orderNo": the
+    page's lists show an empty number, not Python's "None"."""
+    user = add_user(conn)
+    gone = finished(conn, user, t(2, 10), 20, 1, "completed", number=1)
+    finished(conn, user, t(2, 11), 30, 1, "completed", number=2)
+    conn.execute("DELETE FROM product_orders WHERE id = %(id)s", {"id": gone})
+    conn.execute('UPDATE product_orders SET "orderNo" = NULL')
+    page = report_html.page(_gather(conn), "")
+    slowest = page[page.index('<table id="slowest">') :]
+    assert "None" not in slowest[: slowest.index("</table>")]

@@ -55,9 +55,14 @@ def gather(
     since: dt.timedelta = DEFAULT_PERIOD,
     provider_names: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """All the figures of `ordermon report` (the JSON output), read in one transaction whose
-    settings suit a report's few large queries (sql.SETTINGS)."""
+    """All the figures of `ordermon report` (the JSON output), read in one snapshot: a sweep
+    committing between two queries would make them disagree (an order in the histogram and
+    not in the count). Ends the caller's open transaction (its reads) first. The
+    transaction's settings suit a report's few large queries (sql.SETTINGS)."""
+    if not conn.autocommit:
+        conn.commit()
     with conn.transaction():
+        conn.execute(sql.SNAPSHOT)
         for setting in sql.SETTINGS:
             conn.execute(setting)
         return _figures(conn, cfg, now, since, provider_names)

@@ -27,7 +27,8 @@ def label(value: object) -> str:
     """Outside text as a person may see it: control and bidi characters visibly escaped
     (``\\x1b``), then HTML-escaped (for the page and for plotly.js alike)."""
     text = _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
-    return html.escape(text, quote=True)
+    # Quotes as numeric references: plotly.js decodes those, not &quot; (shown as typed).
+    return html.escape(text, quote=False).replace('"', "&#34;").replace("'", "&#39;")
 
 
 def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:

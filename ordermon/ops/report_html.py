@@ -120,6 +120,9 @@ def check_target(path: Path, option: str = "--html") -> str:
     where = f"{option} {str(path)[:300]}"
     if path.is_dir():
         raise errors.UsageError(f"{where}: is a directory; give a file name")
+    if (path.exists() or path.is_symlink()) and not path.is_file():
+        # The rename would replace whatever is there: a pipe, a device (/dev/null, as root).
+        raise errors.UsageError(f"{where}: exists and is not a regular file; give a file name")
     if not path.parent.is_dir():
         raise errors.UsageError(f"{where}: no directory {str(path.parent)[:300]}; create it")
     return where
@@ -152,7 +155,7 @@ def _orders(key: str, title: str, orders: list[dict[str, Any]]) -> str:
     rows = [
         [
             f"<code>{label(o['order_id'])}</code>",
-            label(o["order_no"]),
+            label("" if o["order_no"] is None else o["order_no"]),  # gone from the shop
             label(o["provider"]),
             _number(o["time_to_final_s"]),
             _number(o["checks"]),

@@ -11,6 +11,8 @@ seconds, ascending), ``limit`` (the longest lists)."""
 # work_mem (32 MB at the default 4 MB): counting the checks of a month's 200,000 enrolments
 # spilled to disk at twice. work_mem itself is left alone: the hourly sort measured slower
 # in memory than spilled.
+# The first statement of the report's transaction: every figure from one snapshot.
+SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 SETTINGS = ("SET LOCAL jit = off", "SET LOCAL hash_mem_multiplier = 8")
 
 # Every figure of the enrolments that reached a final state in the period, in one statement
