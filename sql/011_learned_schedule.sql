@@ -14,8 +14,9 @@ CREATE TABLE ordermon_schedule_models (
     p90         float8
 );
 
--- The refresh reads a provider's latest finished orders (at most window_orders of them).
-CREATE INDEX ordermon_enrolments_finished ON ordermon_enrolments (provider_id, finished_at)
+-- The refresh reads a provider's latest finished orders (at most window_orders of them);
+-- 009's ordermon_enrolments_finished serves periods over every provider, this one a provider.
+CREATE INDEX ordermon_enrolments_finished_by_provider ON ordermon_enrolments (provider_id, finished_at)
     WHERE state IN ('done', 'held', 'expired');
 
 -- Why the next check is when it is (the schedule's own words), for `ordermon show`.

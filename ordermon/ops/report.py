@@ -57,15 +57,18 @@ def gather(
 ) -> dict[str, Any]:
     """All the figures of `ordermon report` (the JSON output), read in one snapshot: a sweep
     committing between two queries would make them disagree (an order in the histogram and
-    not in the count). Ends the caller's open transaction (its reads) first."""
+    not in the count). Ends the caller's open transaction (its reads) first. The
+    transaction's settings suit a report's few large queries (sql.SETTINGS)."""
     if not conn.autocommit:
         conn.commit()
     with conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        return _gather(conn, cfg, now, since, provider_names)
+        conn.execute(sql.SNAPSHOT)
+        for setting in sql.SETTINGS:
+            conn.execute(setting)
+        return _figures(conn, cfg, now, since, provider_names)
 
 
-def _gather(
+def _figures(
     conn: db.Connection,
     cfg: config.Config,
     now: dt.datetime,
@@ -91,18 +94,19 @@ def _gather(
             found[provider_id] = _empty(provider_id, names)
         return found[provider_id]
 
-    for r in conn.execute(sql.TIME_TO_FINAL, params):
+    figures = _finished(conn, params)
+    for r in figures["time_to_final"]:
         row = of(r["provider_id"])
         row["finished"] = r["finished"]
         row["time_to_final_s"] = {k: _round(r[k]) for k in ("p50", "p90", "p99")}
         row["checks_per_order"] = {"mean": _round(r["checks_mean"]), "p90": _round(r["checks_p90"])}
-    for r in conn.execute(sql.HISTOGRAM, params):
+    for r in figures["histogram"]:
         # Bucket 0: a final state before "sentAt" (the shop's clock ahead), counted in the
         # first bucket, not in the last (a list index of -1).
         of(r["provider_id"])["histogram"][max(r["bucket"], 1) - 1]["count"] += r["n"]
-    for r in conn.execute(sql.OUTCOMES, params):
+    for r in figures["outcomes"]:
         days = of(r["provider_id"])["outcomes_per_day"]
-        day = days.setdefault(r["day"].isoformat(), dict.fromkeys(OUTCOMES, 0))
+        day = days.setdefault(r["day"], dict.fromkeys(OUTCOMES, 0))
         day[r["outcome"]] = r["n"]
     for r in conn.execute(sql.HOURLY, params):
         of(r["provider_id"])["hourly"].append(
@@ -145,10 +149,18 @@ def _gather(
         "period_s": since.total_seconds(),
         "timezone": tz,
         "providers": providers,
-        "slowest": [_order(r, names, tz) for r in conn.execute(sql.SLOWEST, params)],
-        "most_checked": [_order(r, names, tz) for r in conn.execute(sql.MOST_CHECKED, params)],
+        "slowest": [_order(r, names, tz) for r in figures["slowest"]],
+        "most_checked": [_order(r, names, tz) for r in figures["most_checked"]],
         "empty": not providers,
     }
+
+
+def _finished(conn: db.Connection, params: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The figures of the period's finished enrolments (sql.FINISHED: one row of JSON lists;
+    a figure without rows is NULL there, an empty list here)."""
+    row = conn.execute(sql.FINISHED, params).fetchone()
+    assert row is not None  # an aggregate without GROUP BY: always one row
+    return {name: list(value or ()) for name, value in row.items()}
 
 
 def _empty(provider_id: str, names: dict[str, str]) -> dict[str, Any]:
@@ -194,7 +206,8 @@ def _order(r: dict[str, Any], names: dict[str, str], tz: str) -> dict[str, Any]:
         "time_to_final_s": _round(r["seconds"]),
         "checks": r["checks"],
         "outcome": r["outcome"],
-        "finished_at": human.iso(r["finished_at"], tz),
+        # JSON text (sql.FINISHED): ISO 8601 with its offset, to the microsecond.
+        "finished_at": human.iso(dt.datetime.fromisoformat(r["finished_at"]), tz),
     }
 
 
