@@ -141,9 +141,9 @@ def _lock(conn: db.Connection, wait_seconds: float = 600.0) -> None:
     would wait for that transaction: a deadlock."""
     deadline = time.monotonic() + wait_seconds
     while True:
-        row = conn.execute(
-            "SELECT pg_try_advisory_lock(%(key)s) AS ok", {"key": ADVISORY_LOCK_KEY}
-        ).fetchone()
+        row = conn.execute(_TRY_LOCK, {"key": ADVISORY_LOCK_KEY}).fetchone()
+        if row and row["ok"] is None:
+            raise errors.MigrationError(_UNDECLARED_POOLER)
         if row and row["ok"]:
             return
         if time.monotonic() > deadline:
@@ -156,14 +156,26 @@ def _lock(conn: db.Connection, wait_seconds: float = 600.0) -> None:
 
 # The bigint key of a session advisory lock shows in pg_locks as classid (its high 32 bits),
 # objid (its low 32 bits) and objsubid 1.
-_LOCK_HELD = """
-SELECT EXISTS (
+_HELD_HERE = """EXISTS (
     SELECT 1 FROM pg_locks
     WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND objsubid = 1
       AND classid::bigint = (%(key)s::bigint >> 32)
       AND objid::bigint = (%(key)s::bigint & 4294967295)
-) AS held
-"""
+)"""
+_LOCK_HELD = f"SELECT {_HELD_HERE} AS held"
+# Session advisory locks are re-entrant: a server session that already holds the lock grants
+# it again. A new connection holds nothing, so a lock already here was taken by another
+# client the pooler gave this server session: say so (NULL) rather than migrate beside it.
+_TRY_LOCK = f"SELECT CASE WHEN {_HELD_HERE} THEN NULL ELSE pg_try_advisory_lock(%(key)s) END AS ok"
+_UNDECLARED_POOLER = (
+    "the connection migrate uses shares its server session with other clients (the migration "
+    "lock is not its own): database.migrate_url (or database.url, without it) seems to go "
+    "through a transaction pooler (PgBouncer with "
+    "pool_mode = transaction, or a managed database's pooler). Set database.pooler: "
+    "transaction and database.migrate_url to a direct connection to PostgreSQL, then run "
+    "`ordermon migrate` again (the pooler may keep that lock until it closes the server "
+    "connection: restart it if the next migrate waits for the lock)"
+)
 
 
 def _check_session_kept(conn: db.Connection) -> None:
@@ -173,14 +185,7 @@ def _check_session_kept(conn: db.Connection) -> None:
     is why database.pooler and database.migrate_url exist.)"""
     row = conn.execute(_LOCK_HELD, {"key": ADVISORY_LOCK_KEY}).fetchone()
     if row is None or not row["held"]:
-        raise errors.MigrationError(
-            "the migration lock this connection took a moment ago belongs to another server "
-            "session: database.url seems to go through a transaction pooler (PgBouncer with "
-            "pool_mode = transaction, or a managed database's pooler). Set database.pooler: "
-            "transaction and database.migrate_url to a direct connection, then run `ordermon "
-            "migrate` again (the pooler may keep that lock until it closes the server "
-            "connection: restart it if the next migrate waits for the lock)"
-        )
+        raise errors.MigrationError(_UNDECLARED_POOLER)
 
 
 def _record(conn: db.Connection, migration: Migration) -> None:

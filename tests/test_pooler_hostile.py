@@ -1,0 +1,80 @@
+"""ordermon behind a real PgBouncer in transaction mode, attacked: migrations sharing one
+server session, a pool that is exhausted, settings edited by hand, hints that hold a password.
+Each test is a failure seen first through a real pgbouncer (tests/pooler.py)."""
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ordermon import db, errors, migrate
+from tests import pooler as bouncer
+from tests.conftest import config_document
+
+
+def _write(path: Path, database: dict[str, Any]) -> Path:
+    document = config_document("unused", "http://unused")
+    document["database"] = database
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def _ordermon(*args: str) -> "subprocess.Popen[str]":
+    return subprocess.Popen(
+        [sys.executable, "-m", "ordermon", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+# --- migrate through a pooler nobody declared ---
+
+
+def test_a_second_migrate_on_the_same_server_session_is_refused(
+    server_dsn: str, empty_db_url: str
+) -> None:
+    """One server connection for every client: a second migrate's try-lock is granted by the
+    session that already holds the lock (advisory locks are re-entrant), and its probe sees the
+    lock held by its own backend. It must not migrate alongside the first."""
+    with db.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute(db.platform_schema().encode())
+    with bouncer.for_tests(server_dsn, pool_size=1) as port:
+        url = bouncer.pooled(empty_db_url, port, hint=False)
+        with db.connect(url, autocommit=True) as first, db.connect(url, autocommit=True) as second:
+            migrate._lock(first)
+            with pytest.raises(errors.MigrationError, match="transaction pooler"):
+                migrate.run(second)
+            first.execute("SELECT pg_advisory_unlock(%(key)s)", {"key": migrate.ADVISORY_LOCK_KEY})
+    with db.connect(empty_db_url, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('ordermon_migrations') AS t").fetchone() == {
+            "t": None
+        }
+
+
+def test_concurrent_migrates_over_a_pooled_migrate_url_never_crash(
+    server_dsn: str, empty_db_url: str, tmp_path: Path
+) -> None:
+    """migrate_url pointed at PgBouncer by mistake, three migrates at once: each one either
+    migrates or is refused with the pooler advice; no traceback, and the schema is whole."""
+    with db.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute(db.platform_schema().encode())
+    with bouncer.for_tests(server_dsn, pool_size=1) as port:
+        pooled = bouncer.pooled(empty_db_url, port, hint=False)
+        path = _write(tmp_path / "c.yaml", {"url": pooled, "migrate_url": pooled})
+        processes = [_ordermon("migrate", "--config", str(path)) for _ in range(4)]
+        finished = [(p.wait(120), *p.communicate()) for p in processes]
+    for code, out, err in finished:
+        assert "Traceback" not in err and "Error:" not in err, err
+        assert code == 0 or (code == 1 and "transaction pooler" in err), (code, out, err)
+    again = _ordermon(
+        "migrate", "--config", str(_write(tmp_path / "d.yaml", {"url": empty_db_url}))
+    )
+    assert again.wait(120) == 0, again.communicate()
+    with db.connect(empty_db_url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) AS n FROM ordermon_migrations").fetchone()
+    assert row == {"n": len(migrate.migrations())}
