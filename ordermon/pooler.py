@@ -42,7 +42,11 @@ def split_hint(url: str) -> tuple[str, str | None]:
     if len(set(modes)) > 1:
         raise HintError(f"the URL names {HINT} more than once, differently")
     if modes[0] not in MODES:
-        raise HintError(f"{HINT}={modes[0][:20]!r} in the URL: expected one of {', '.join(MODES)}")
+        # Its value is not quoted: a raw "&" in a password makes the rest of it read as one.
+        case = " (write it in lowercase)" if modes[0].lower() in MODES else ""
+        raise HintError(
+            f"{HINT} in the URL names no pooling mode{case}: expected one of {', '.join(MODES)}"
+        )
     if pattern is _QUERY_HINT:
         clean = _QUERY_HINT.sub(lambda m: m.group("sep"), url)
         # Tidy the separators the removal left: "?&a=b" -> "?a=b", "?a=b&" -> "?a=b", "?" -> "".

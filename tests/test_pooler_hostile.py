@@ -78,3 +78,25 @@ def test_concurrent_migrates_over_a_pooled_migrate_url_never_crash(
     with db.connect(empty_db_url, autocommit=True) as conn:
         row = conn.execute("SELECT count(*) AS n FROM ordermon_migrations").fetchone()
     assert row == {"n": len(migrate.migrations())}
+
+
+# --- the hint and passwords ---
+
+SECRET = "Zq9SecretPw"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # A raw "&" in the password: what follows it reads as the hint, up to the host.
+        f"postgresql://shop:x&ordermon_pooler=y{SECRET}@db.internal/shop",
+        f"host=db.internal password={SECRET} ordermon_pooler={SECRET}",
+    ],
+)
+def test_a_bad_hint_never_shows_a_password(url: str, tmp_path: Path) -> None:
+    for database in ({"url": url}, {"url": "postgresql://shop@db/shop", "migrate_url": url}):
+        refused = _ordermon("status", "--config", str(_write(tmp_path / "c.yaml", database)))
+        out, err = refused.communicate(timeout=60)
+        assert refused.returncode == 2, err
+        assert "ordermon_pooler" in err and "expected one of none, session, transaction" in err
+        assert "Zq9S" not in out + err and "cretPw" not in out + err, err
