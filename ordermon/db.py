@@ -138,11 +138,13 @@ def connect(url: str, *, autocommit: bool = False, pooling: str = pooler.NONE) -
         )
     except psycopg.Error as exc:
         reason = _first_line(str(exc)) or type(exc).__name__
+        advice = pooler.refusal_advice(reason) or (
+            "Check that PostgreSQL is running and that database.url (or "
+            "ORDERMON_DATABASE_URL) is right"
+        )
         raise errors.DatabaseError(
             redact(
-                f"cannot connect to the database at {redact_url(url)}: {reason}. "
-                "Check that PostgreSQL is running and that database.url (or "
-                "ORDERMON_DATABASE_URL) is right.",
+                f"cannot connect to the database at {redact_url(url)}: {reason}. {advice}.",
                 secrets,
             )
         ) from None
@@ -185,6 +187,14 @@ def translated_errors() -> Iterator[None]:
             )
         ) from None
     except psycopg.OperationalError as exc:
+        advice = pooler.refusal_advice(str(exc))
+        if advice:
+            raise errors.DatabaseError(
+                redact(
+                    f"{advice}. Work already committed is kept; claimed orders return after "
+                    "their lease."
+                )
+            ) from None
         raise errors.DatabaseError(
             redact(
                 f"lost the database connection: {_first_line(str(exc)) or type(exc).__name__}. "

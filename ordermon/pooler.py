@@ -79,3 +79,30 @@ def migration_refusal(mode: str) -> str | None:
         "database.migrate_url to the database itself (for PgBouncer: its host and port "
         "instead of the pooler's), then run `ordermon migrate` again"
     )
+
+
+# What PgBouncer says when it, not PostgreSQL, ends a client's wait, and what to do about it.
+_POOLER_REFUSALS = (
+    (
+        "query_wait_timeout",
+        "the connection pooler gave up waiting for a free server connection "
+        "(PgBouncer's query_wait_timeout): its pool for this database and user is exhausted. "
+        "Look for clients idle in transaction holding the pool's server connections (SHOW "
+        "POOLS on PgBouncer's console, pg_stat_activity on PostgreSQL), or raise "
+        "default_pool_size; then run the command again",
+    ),
+    (
+        "max_client_conn",
+        "the connection pooler accepts no more clients (PgBouncer's max_client_conn): raise "
+        "it, or find who holds its client connections; then run the command again",
+    ),
+)
+
+
+def refusal_advice(message: str) -> str | None:
+    """What a connection pooler's own error (in ``message``) means and what to do, or None
+    when the message is not one of them."""
+    for marker, advice in _POOLER_REFUSALS:
+        if marker in message:
+            return advice
+    return None

@@ -105,7 +105,11 @@ def _wait_until_listening(port: int, process: "subprocess.Popen[bytes]", directo
 
 @contextlib.contextmanager
 def for_tests(
-    server_dsn: str, pool_size: int = POOL_SIZE, users: tuple[str, ...] = ()
+    server_dsn: str,
+    pool_size: int = POOL_SIZE,
+    users: tuple[str, ...] = (),
+    *,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[int]:
     """``running``, for a test: in CI (or with the test database given) no pgbouncer is a
     failure, elsewhere a skip."""
@@ -117,7 +121,7 @@ def for_tests(
         if os.environ.get("CI") or os.environ.get("ORDERMON_TEST_DSN"):
             pytest.fail(f"{exc}; .ci/run installs Debian's pgbouncer package")
         pytest.skip(str(exc))
-    with running(server_dsn, pool_size, users) as port:
+    with running(server_dsn, pool_size, users, settings=settings) as port:
         yield port
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
 
@@ -100,3 +101,40 @@ def test_a_bad_hint_never_shows_a_password(url: str, tmp_path: Path) -> None:
         assert refused.returncode == 2, err
         assert "ordermon_pooler" in err and "expected one of none, session, transaction" in err
         assert "Zq9S" not in out + err and "cretPw" not in out + err, err
+
+
+# --- an exhausted pool ---
+
+
+def test_an_exhausted_pool_is_named_with_what_to_do(
+    server_dsn: str, direct_db_url: str, tmp_path: Path
+) -> None:
+    """The pooler's only server connection is held by a client idle in a transaction: its
+    query_wait_timeout ends ordermon's wait. The message says so, and what to do."""
+    settings = {"query_wait_timeout": "2"}
+    with bouncer.for_tests(server_dsn, pool_size=1, settings=settings) as port:
+        hold = psycopg.connect(bouncer.pooled(direct_db_url, port, hint=False))
+        hold.execute("SELECT 1")  # BEGIN ... and then nothing: the pool's one connection
+        try:
+            path = _write(tmp_path / "c.yaml", {"url": bouncer.pooled(direct_db_url, port)})
+            for command in ("status", "sweep"):
+                run = _ordermon(command, "--config", str(path))
+                out, err = run.communicate(timeout=60)
+                assert run.returncode == 1, (out, err)
+                assert "Traceback" not in err
+                assert "query_wait_timeout" in err and "pool" in err, err
+                assert "idle in transaction" in err and "default_pool_size" in err, err
+        finally:
+            hold.close()
+
+
+def test_a_pooler_full_of_clients_is_named_with_what_to_do(
+    server_dsn: str, direct_db_url: str, tmp_path: Path
+) -> None:
+    with bouncer.for_tests(server_dsn, settings={"max_client_conn": "1"}) as port:
+        path = _write(tmp_path / "c.yaml", {"url": bouncer.pooled(direct_db_url, port)})
+        with psycopg.connect(bouncer.pooled(direct_db_url, port, hint=False)):
+            run = _ordermon("status", "--config", str(path))
+            out, err = run.communicate(timeout=60)
+    assert run.returncode == 1 and "Traceback" not in err, (out, err)
+    assert "max_client_conn" in err and "accepts no more clients" in err, err
