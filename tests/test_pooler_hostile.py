@@ -11,9 +11,11 @@ import psycopg
 import pytest
 import yaml
 
-from ordermon import db, errors, migrate
+from ordermon import config, db, errors, migrate
+from ordermon.dev import simulator
+from ordermon.events import outbox
 from tests import pooler as bouncer
-from tests.conftest import config_document
+from tests.conftest import add_order, add_user, config_document
 
 
 def _write(path: Path, database: dict[str, Any]) -> Path:
@@ -138,3 +140,26 @@ def test_a_pooler_full_of_clients_is_named_with_what_to_do(
             out, err = run.communicate(timeout=60)
     assert run.returncode == 1 and "Traceback" not in err, (out, err)
     assert "max_client_conn" in err and "accepts no more clients" in err, err
+
+
+# --- ordermon_settings ---
+
+
+def test_a_dry_run_check_leaves_the_event_settings_alone(
+    db_url: str, sim: simulator.Simulator, tmp_path: Path
+) -> None:
+    """`check --dry-run` says what would happen; with another config (include_pin: true,
+    another channel) it must not make every later event of the shop carry the PIN."""
+    with db.connect(db_url, autocommit=True) as conn:
+        order = add_order(conn, add_user(conn), "ref-1")
+        sim.script("ref-1", "completed:PIN-1")
+        production = config.parse(config_document(db_url, sim.url), {})
+        outbox.configure(conn, production.notify)
+        before = conn.execute("SELECT * FROM ordermon_settings").fetchall()
+        other = config_document(db_url, sim.url, notify={"include_pin": True, "pg_channel": "x"})
+        path = tmp_path / "other.yaml"
+        path.write_text(yaml.safe_dump(other))
+        run = _ordermon("check", "--dry-run", "--config", str(path), str(order))
+        out, err = run.communicate(timeout=60)
+        assert run.returncode == 0, (out, err)
+        assert conn.execute("SELECT * FROM ordermon_settings").fetchall() == before
