@@ -122,6 +122,13 @@ def run(conn: db.Connection) -> Result:
             applied.append(migration.name)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%(key)s)", {"key": ADVISORY_LOCK_KEY})
+    require_grants(conn, applied)
+    return Result(tuple(applied))
+
+
+def require_grants(conn: db.Connection, applied: list[str] | tuple[str, ...] = ()) -> None:
+    """Refuse, listing the statements that fix it, when ``conn``'s role lacks what a sweep
+    needs (``applied``: what this migrate applied, for the message)."""
     lacking = db.lacking_grants(conn)
     if lacking:
         # Found now, not at the first refund: that sweep would stop with its claims held.
@@ -132,7 +139,6 @@ def run(conn: db.Connection) -> Result:
             + "\n".join("    " + line for line in lacking)
             + "\nRun these, then `ordermon migrate` again to check."
         )
-    return Result(tuple(applied))
 
 
 def _lock(conn: db.Connection, wait_seconds: float = 600.0) -> None:

@@ -15,7 +15,12 @@ from ordermon import config, db, errors, migrate
 from ordermon.dev import simulator
 from ordermon.events import outbox
 from tests import pooler as bouncer
-from tests.conftest import add_order, add_user, config_document
+from tests.conftest import add_order, add_user, config_document, run_cli
+from tests.test_privileges import (
+    _grant,
+    _readme_blocks,
+    shop,  # noqa: F401 (a fixture)
+)
 
 
 def _write(path: Path, database: dict[str, Any]) -> Path:
@@ -163,3 +168,30 @@ def test_a_dry_run_check_leaves_the_event_settings_alone(
         out, err = run.communicate(timeout=60)
         assert run.returncode == 0, (out, err)
         assert conn.execute("SELECT * FROM ordermon_settings").fetchall() == before
+
+
+# --- least privilege with migrate_url ---
+
+
+def test_migrate_over_another_roles_migrate_url_checks_the_sweeping_role(
+    server_dsn: str,
+    shop: dict[str, str],  # noqa: F811 (the fixture imported above)
+    sim: simulator.Simulator,
+    tmp_path: Path,
+) -> None:
+    """On a managed database the natural migrate_url is the admin's: migrate then creates
+    ordermon's tables as the admin, and the role of database.url (with every README grant on
+    the shop's tables) cannot write them. migrate must say so, not the first sweep."""
+    [public, *_] = _readme_blocks()
+    _grant(shop, public, shop["role"])
+    with bouncer.for_tests(server_dsn, users=(shop["role"],)) as port:
+        document = config_document(bouncer.pooled(shop["role_url"], port), sim.url)
+        document["database"]["migrate_url"] = shop["superuser"]
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(document))
+        migrated = run_cli("migrate", "--config", str(path))
+        swept = run_cli("sweep", "--config", str(path))
+    assert "Traceback" not in migrated.stderr + swept.stderr
+    assert swept.returncode != 0, "the sweeping role cannot write ordermon's tables"
+    assert migrated.returncode == 1, (migrated.stdout, migrated.stderr)
+    assert shop["role"] in migrated.stderr and "ordermon_" in migrated.stderr, migrated.stderr
