@@ -179,6 +179,11 @@ def translated_errors() -> Iterator[None]:
                 "Run `ordermon migrate` (it is safe to run again)."
             )
         ) from None
+    except (psycopg.errors.DuplicatePreparedStatement, psycopg.errors.InvalidSqlStatementName):
+        raise errors.DatabaseError(
+            f"{pooler.UNDECLARED}. Work already committed is kept; claimed orders return after "
+            "their lease."
+        ) from None
     except psycopg.errors.TransactionRollback as exc:
         raise errors.DatabaseError(
             redact(

@@ -68,6 +68,17 @@ def prepares(mode: str) -> bool:
     return mode != TRANSACTION
 
 
+# psycopg's own prepared statements meeting another client's on a pooled server connection
+# (ordermon itself never PREPAREs): the pooler is a transaction pooler nobody declared.
+UNDECLARED = (
+    "database.url seems to go through a transaction pooler (PgBouncer with pool_mode = "
+    "transaction, or a managed database's pooler) that ordermon was not told about: a "
+    "statement it prepared met another client's on a shared server connection. Set "
+    "database.pooler: transaction (or end the URL with ?ordermon_pooler=transaction) and "
+    "database.migrate_url to a direct connection, then run the command again"
+)
+
+
 def migration_refusal(mode: str) -> str | None:
     """Why `migrate` may not run over a connection in ``mode``, or None when it may."""
     if mode != TRANSACTION:

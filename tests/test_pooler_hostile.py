@@ -195,3 +195,31 @@ def test_migrate_over_another_roles_migrate_url_checks_the_sweeping_role(
     assert swept.returncode != 0, "the sweeping role cannot write ordermon's tables"
     assert migrated.returncode == 1, (migrated.stdout, migrated.stderr)
     assert shop["role"] in migrated.stderr and "ordermon_" in migrated.stderr, migrated.stderr
+
+
+# --- a transaction pooler nobody declared ---
+
+
+def test_a_sweep_through_an_undeclared_pooler_says_to_declare_it(
+    server_dsn: str, direct_db_url: str, sim: simulator.Simulator, tmp_path: Path
+) -> None:
+    """The unlucky operator who put PgBouncer in front and told ordermon nothing: another
+    client left a prepared statement on the one server connection, and the sweep's fifth run
+    of a query prepares one under the same name. Exit 1 and what to set, not a traceback."""
+    with db.connect(direct_db_url, autocommit=True) as conn:
+        user = add_user(conn)
+        for i in range(20):
+            sim.script(f"ref{i}", "completed:PIN")
+            add_order(conn, user, f"ref{i}")
+    with bouncer.for_tests(server_dsn, pool_size=1) as port:
+        url = bouncer.pooled(direct_db_url, port, hint=False)
+        with psycopg.connect(url, autocommit=True) as other:
+            for i in range(8):  # psycopg prepares it the fifth time: "_pg3_0" on the server
+                other.execute("SELECT %(i)s::int", {"i": i})
+            document = config_document(url, sim.url, sweep={"batch_size": 1, "concurrency": 1})
+            path = tmp_path / "c.yaml"
+            path.write_text(yaml.safe_dump(document))
+            swept = run_cli("sweep", "--config", str(path))
+    assert "Traceback" not in swept.stderr, swept.stderr
+    assert swept.returncode == 1, (swept.stdout, swept.stderr)
+    assert "transaction pooler" in swept.stderr and "database.pooler: transaction" in swept.stderr
