@@ -118,9 +118,16 @@ class _Connection(psycopg.Connection[dict[str, Any]]):
         super().__exit__(exc_type, exc_val, exc_tb)
 
 
-def connect(url: str, *, autocommit: bool = False, pooling: str = pooler.NONE) -> Connection:
-    """Open a connection; a refusal becomes a DatabaseError naming the (redacted) target.
-    Through a transaction pooler (``pooling``, or the URL's hint) nothing is prepared."""
+def connect(
+    url: str,
+    *,
+    autocommit: bool = False,
+    pooling: str = pooler.NONE,
+    setting: str = "database.url (or ORDERMON_DATABASE_URL)",
+) -> Connection:
+    """Open a connection; a refusal becomes a DatabaseError naming the (redacted) target and
+    the ``setting`` it came from. Through a transaction pooler (``pooling``, or the URL's
+    hint) nothing is prepared."""
     secrets = password_forms(url)
     _known_secrets.update(secrets)
     try:
@@ -139,8 +146,7 @@ def connect(url: str, *, autocommit: bool = False, pooling: str = pooler.NONE) -
     except psycopg.Error as exc:
         reason = _first_line(str(exc)) or type(exc).__name__
         advice = pooler.refusal_advice(reason) or (
-            "Check that PostgreSQL is running and that database.url (or "
-            "ORDERMON_DATABASE_URL) is right"
+            f"Check that PostgreSQL is running and that {setting} is right"
         )
         raise errors.DatabaseError(
             redact(

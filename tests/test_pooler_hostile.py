@@ -223,3 +223,20 @@ def test_a_sweep_through_an_undeclared_pooler_says_to_declare_it(
     assert "Traceback" not in swept.stderr, swept.stderr
     assert swept.returncode == 1, (swept.stdout, swept.stderr)
     assert "transaction pooler" in swept.stderr and "database.pooler: transaction" in swept.stderr
+
+
+def test_a_migrate_url_that_fails_is_named_and_its_password_hidden(tmp_path: Path) -> None:
+    """migrate_url down, or with a wrong password: the message names migrate_url (database.url
+    is fine), and no form of the password appears."""
+    for port in (1, 5432):
+        user = "postgres" if port == 1 else "nosuchrole_i14"
+        url = f"postgresql://{user}:{SECRET}%40x@127.0.0.1:{port}/postgres"
+        path = _write(
+            tmp_path / "c.yaml",
+            {"url": "postgresql://postgres@127.0.0.1:5432/postgres", "migrate_url": url},
+        )
+        run = _ordermon("migrate", "--config", str(path))
+        out, err = run.communicate(timeout=60)
+        assert run.returncode == 1 and "Traceback" not in err, err
+        assert "database.migrate_url" in err and "database.url" not in err, err
+        assert "Zq9S" not in out + err and "cretPw" not in out + err, err
