@@ -18,13 +18,20 @@ parameters.
 """
 
 import re
+import urllib.parse
 
 NONE, SESSION, TRANSACTION = "none", "session", "transaction"
 MODES = (NONE, SESSION, TRANSACTION)
 HINT = "ordermon_pooler"
 # The hint in a URI's query (?a=b&ordermon_pooler=transaction) or as a key=value setting.
-_QUERY_HINT = re.compile(r"(?P<sep>[?&])" + HINT + r"=(?P<mode>[^&#]*)")
-_SETTING_HINT = re.compile(r"(?:^|(?<=\s))" + HINT + r"\s*=\s*(?P<mode>\S*)\s*")
+# As libpq reads them: a URI's query percent-decoded ("_" may come as %5F), a setting's value
+# quoted or not.
+_QUERY_HINT = re.compile(
+    r"(?P<sep>[?&])" + HINT.replace("_", "(?:_|%5[Ff])") + r"=(?P<mode>[^&#]*)"
+)
+_SETTING_HINT = re.compile(
+    r"(?:^|(?<=\s))" + HINT + r"\s*=\s*(?:'(?P<quoted>[^'\\]*)'|(?P<mode>\S*))\s*"
+)
 _URI = re.compile(r"^postgres(?:ql)?://", re.IGNORECASE)
 
 
@@ -36,7 +43,7 @@ def split_hint(url: str) -> tuple[str, str | None]:
     """``url`` without ordermon's pooler hint, and the mode the hint names (None without
     one). Everything else of the URL (sslmode, certificates, options) is left as written."""
     pattern = _QUERY_HINT if _URI.match(url.strip()) else _SETTING_HINT
-    modes = [m.group("mode") for m in pattern.finditer(url)]
+    modes = [_mode(m) for m in pattern.finditer(url)]
     if not modes:
         return url, None
     if len(set(modes)) > 1:
@@ -55,6 +62,13 @@ def split_hint(url: str) -> tuple[str, str | None]:
     else:
         clean = _SETTING_HINT.sub("", url).strip()
     return clean, modes[0]
+
+
+def _mode(match: "re.Match[str]") -> str:
+    if match.re is _QUERY_HINT:
+        return urllib.parse.unquote(match.group("mode"))
+    quoted = match.group("quoted")
+    return quoted if quoted is not None else match.group("mode")
 
 
 def mode_of(url: str, configured: str = NONE) -> str:

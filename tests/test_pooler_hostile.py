@@ -11,7 +11,7 @@ import psycopg
 import pytest
 import yaml
 
-from ordermon import config, db, errors, migrate
+from ordermon import config, db, errors, migrate, pooler
 from ordermon.dev import simulator
 from ordermon.events import outbox
 from tests import pooler as bouncer
@@ -240,3 +240,19 @@ def test_a_migrate_url_that_fails_is_named_and_its_password_hidden(tmp_path: Pat
         assert run.returncode == 1 and "Traceback" not in err, err
         assert "database.migrate_url" in err and "database.url" not in err, err
         assert "Zq9S" not in out + err and "cretPw" not in out + err, err
+
+
+@pytest.mark.parametrize(
+    ("url", "clean"),
+    [
+        # libpq decodes a URI's query and takes a quoted keyword value: so does the hint.
+        ("postgresql://h/shop?ordermon%5Fpooler=transaction", "postgresql://h/shop"),
+        (
+            "postgresql://h/shop?sslmode=require&ordermon_pooler=%74ransaction",
+            "postgresql://h/shop?sslmode=require",
+        ),
+        ("host=h ordermon_pooler='transaction' dbname=shop", "host=h dbname=shop"),
+    ],
+)
+def test_the_hint_in_every_form_libpq_reads(url: str, clean: str) -> None:
+    assert pooler.split_hint(url) == (clean, "transaction")
