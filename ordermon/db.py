@@ -118,9 +118,16 @@ class _Connection(psycopg.Connection[dict[str, Any]]):
         super().__exit__(exc_type, exc_val, exc_tb)
 
 
-def connect(url: str, *, autocommit: bool = False, pooling: str = pooler.NONE) -> Connection:
-    """Open a connection; a refusal becomes a DatabaseError naming the (redacted) target.
-    Through a transaction pooler (``pooling``, or the URL's hint) nothing is prepared."""
+def connect(
+    url: str,
+    *,
+    autocommit: bool = False,
+    pooling: str = pooler.NONE,
+    setting: str = "database.url (or ORDERMON_DATABASE_URL)",
+) -> Connection:
+    """Open a connection; a refusal becomes a DatabaseError naming the (redacted) target and
+    the ``setting`` it came from. Through a transaction pooler (``pooling``, or the URL's
+    hint) nothing is prepared."""
     secrets = password_forms(url)
     _known_secrets.update(secrets)
     try:
@@ -138,11 +145,12 @@ def connect(url: str, *, autocommit: bool = False, pooling: str = pooler.NONE) -
         )
     except psycopg.Error as exc:
         reason = _first_line(str(exc)) or type(exc).__name__
+        advice = pooler.refusal_advice(reason) or (
+            f"Check that PostgreSQL is running and that {setting} is right"
+        )
         raise errors.DatabaseError(
             redact(
-                f"cannot connect to the database at {redact_url(url)}: {reason}. "
-                "Check that PostgreSQL is running and that database.url (or "
-                "ORDERMON_DATABASE_URL) is right.",
+                f"cannot connect to the database at {redact_url(url)}: {reason}. {advice}.",
                 secrets,
             )
         ) from None
@@ -177,6 +185,11 @@ def translated_errors() -> Iterator[None]:
                 "Run `ordermon migrate` (it is safe to run again)."
             )
         ) from None
+    except (psycopg.errors.DuplicatePreparedStatement, psycopg.errors.InvalidSqlStatementName):
+        raise errors.DatabaseError(
+            f"{pooler.UNDECLARED}. Work already committed is kept; claimed orders return after "
+            "their lease."
+        ) from None
     except psycopg.errors.TransactionRollback as exc:
         raise errors.DatabaseError(
             redact(
@@ -185,6 +198,14 @@ def translated_errors() -> Iterator[None]:
             )
         ) from None
     except psycopg.OperationalError as exc:
+        advice = pooler.refusal_advice(str(exc))
+        if advice:
+            raise errors.DatabaseError(
+                redact(
+                    f"{advice}. Work already committed is kept; claimed orders return after "
+                    "their lease."
+                )
+            ) from None
         raise errors.DatabaseError(
             redact(
                 f"lost the database connection: {_first_line(str(exc)) or type(exc).__name__}. "

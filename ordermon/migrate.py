@@ -122,6 +122,13 @@ def run(conn: db.Connection) -> Result:
             applied.append(migration.name)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%(key)s)", {"key": ADVISORY_LOCK_KEY})
+    require_grants(conn, applied)
+    return Result(tuple(applied))
+
+
+def require_grants(conn: db.Connection, applied: list[str] | tuple[str, ...] = ()) -> None:
+    """Refuse, listing the statements that fix it, when ``conn``'s role lacks what a sweep
+    needs (``applied``: what this migrate applied, for the message)."""
     lacking = db.lacking_grants(conn)
     if lacking:
         # Found now, not at the first refund: that sweep would stop with its claims held.
@@ -132,7 +139,6 @@ def run(conn: db.Connection) -> Result:
             + "\n".join("    " + line for line in lacking)
             + "\nRun these, then `ordermon migrate` again to check."
         )
-    return Result(tuple(applied))
 
 
 def _lock(conn: db.Connection, wait_seconds: float = 600.0) -> None:
@@ -141,9 +147,9 @@ def _lock(conn: db.Connection, wait_seconds: float = 600.0) -> None:
     would wait for that transaction: a deadlock."""
     deadline = time.monotonic() + wait_seconds
     while True:
-        row = conn.execute(
-            "SELECT pg_try_advisory_lock(%(key)s) AS ok", {"key": ADVISORY_LOCK_KEY}
-        ).fetchone()
+        row = conn.execute(_TRY_LOCK, {"key": ADVISORY_LOCK_KEY}).fetchone()
+        if row and row["ok"] is None:
+            raise errors.MigrationError(_UNDECLARED_POOLER)
         if row and row["ok"]:
             return
         if time.monotonic() > deadline:
@@ -156,14 +162,26 @@ def _lock(conn: db.Connection, wait_seconds: float = 600.0) -> None:
 
 # The bigint key of a session advisory lock shows in pg_locks as classid (its high 32 bits),
 # objid (its low 32 bits) and objsubid 1.
-_LOCK_HELD = """
-SELECT EXISTS (
+_HELD_HERE = """EXISTS (
     SELECT 1 FROM pg_locks
     WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND objsubid = 1
       AND classid::bigint = (%(key)s::bigint >> 32)
       AND objid::bigint = (%(key)s::bigint & 4294967295)
-) AS held
-"""
+)"""
+_LOCK_HELD = f"SELECT {_HELD_HERE} AS held"
+# Session advisory locks are re-entrant: a server session that already holds the lock grants
+# it again. A new connection holds nothing, so a lock already here was taken by another
+# client the pooler gave this server session: say so (NULL) rather than migrate beside it.
+_TRY_LOCK = f"SELECT CASE WHEN {_HELD_HERE} THEN NULL ELSE pg_try_advisory_lock(%(key)s) END AS ok"
+_UNDECLARED_POOLER = (
+    "the connection migrate uses shares its server session with other clients (the migration "
+    "lock is not its own): database.migrate_url (or database.url, without it) seems to go "
+    "through a transaction pooler (PgBouncer with "
+    "pool_mode = transaction, or a managed database's pooler). Set database.pooler: "
+    "transaction and database.migrate_url to a direct connection to PostgreSQL, then run "
+    "`ordermon migrate` again (the pooler may keep that lock until it closes the server "
+    "connection: restart it if the next migrate waits for the lock)"
+)
 
 
 def _check_session_kept(conn: db.Connection) -> None:
@@ -173,14 +191,7 @@ def _check_session_kept(conn: db.Connection) -> None:
     is why database.pooler and database.migrate_url exist.)"""
     row = conn.execute(_LOCK_HELD, {"key": ADVISORY_LOCK_KEY}).fetchone()
     if row is None or not row["held"]:
-        raise errors.MigrationError(
-            "the migration lock this connection took a moment ago belongs to another server "
-            "session: database.url seems to go through a transaction pooler (PgBouncer with "
-            "pool_mode = transaction, or a managed database's pooler). Set database.pooler: "
-            "transaction and database.migrate_url to a direct connection, then run `ordermon "
-            "migrate` again (the pooler may keep that lock until it closes the server "
-            "connection: restart it if the next migrate waits for the lock)"
-        )
+        raise errors.MigrationError(_UNDECLARED_POOLER)
 
 
 def _record(conn: db.Connection, migration: Migration) -> None:

@@ -39,28 +39,36 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def running(
-    server_dsn: str, pool_size: int = POOL_SIZE, users: tuple[str, ...] = ()
+    server_dsn: str,
+    pool_size: int = POOL_SIZE,
+    users: tuple[str, ...] = (),
+    *,
+    port: int | None = None,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[int]:
     """Start PgBouncer in front of ``server_dsn``'s server, for its user and ``users``; yield
-    its port."""
+    its port (``port``, to start one again where a stopped one listened). ``settings`` are
+    more lines of its [pgbouncer] section (query_wait_timeout, server_reset_query ...)."""
     binary = executable()
     params = psycopg.conninfo.conninfo_to_dict(server_dsn)
-    host, port = str(params.get("host") or "127.0.0.1"), str(params.get("port") or 5432)
+    host, server_port = str(params.get("host") or "127.0.0.1"), str(params.get("port") or 5432)
     user = str(params.get("user") or "postgres")
     with tempfile.TemporaryDirectory(prefix="ordermon-pgbouncer-") as tmp:
         directory = Path(tmp)
-        listen = _free_port()
+        listen = port or _free_port()
+        extra = "".join(f"{key} = {value}\n" for key, value in (settings or {}).items())
         # auth_type = trust still wants every user in the auth file.
         (directory / "userlist.txt").write_text("".join(f'"{u}" ""\n' for u in (user, *users)))
         # "*": every database of the server, so that each test's fresh database is reachable.
         (directory / "pgbouncer.ini").write_text(
-            f"[databases]\n* = host={host} port={port}\n\n"
+            f"[databases]\n* = host={host} port={server_port}\n\n"
             "[pgbouncer]\n"
             f"listen_addr = 127.0.0.1\nlisten_port = {listen}\nunix_socket_dir =\n"
             f"auth_type = trust\nauth_file = {directory / 'userlist.txt'}\n"
             f"pool_mode = transaction\ndefault_pool_size = {pool_size}\n"
             "max_client_conn = 500\nserver_check_delay = 0\n"
             f"logfile = {directory / 'pgbouncer.log'}\npidfile = {directory / 'pgbouncer.pid'}\n"
+            + extra
         )
         command = [binary, str(directory / "pgbouncer.ini")]
         if os.geteuid() == 0:  # PgBouncer refuses to run as root
@@ -97,7 +105,11 @@ def _wait_until_listening(port: int, process: "subprocess.Popen[bytes]", directo
 
 @contextlib.contextmanager
 def for_tests(
-    server_dsn: str, pool_size: int = POOL_SIZE, users: tuple[str, ...] = ()
+    server_dsn: str,
+    pool_size: int = POOL_SIZE,
+    users: tuple[str, ...] = (),
+    *,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[int]:
     """``running``, for a test: in CI (or with the test database given) no pgbouncer is a
     failure, elsewhere a skip."""
@@ -109,7 +121,7 @@ def for_tests(
         if os.environ.get("CI") or os.environ.get("ORDERMON_TEST_DSN"):
             pytest.fail(f"{exc}; .ci/run installs Debian's pgbouncer package")
         pytest.skip(str(exc))
-    with running(server_dsn, pool_size, users) as port:
+    with running(server_dsn, pool_size, users, settings=settings) as port:
         yield port
 
 

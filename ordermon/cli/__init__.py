@@ -108,6 +108,11 @@ def migrate(
         cfg = support.load_config(config_path)
         with support.connect_for_migrate(cfg) as conn:
             result = migrations.run(conn)
+        if cfg.database_migrate_url is not None:
+            # migrate_url may be another role's (a managed database's admin): what matters
+            # is what the role of database.url, the one every other command uses, may do.
+            with support.connect(cfg) as conn:
+                migrations.require_grants(conn, result.applied)
     if result.applied:
         typer.echo("applied: " + ", ".join(result.applied))
     else:

@@ -195,7 +195,11 @@ def connect_for_migrate(cfg: "config.Config") -> "db.Connection":
     from ordermon import db, pooler
 
     if cfg.database_migrate_url is not None:
-        return db.connect(db.resolve_url(cfg.database_migrate_url), autocommit=True)
+        return db.connect(
+            db.resolve_url(cfg.database_migrate_url),
+            autocommit=True,
+            setting="database.migrate_url",
+        )
     refusal = pooler.migration_refusal(cfg.database_pooler)
     if refusal:
         raise errors.MigrationError(refusal)

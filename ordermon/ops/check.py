@@ -55,8 +55,6 @@ def run(
     except ValueError:
         raise errors.UsageError(f"ORDER_ID: {order_id!r} is not an order id (a UUID)") from None
     sweep.require_schema(conn)
-    outbox.configure(conn, cfg.notify)
-    outbox.register(conn, cfg.notify.webhooks)
     row = conn.execute(
         """SELECT status, "externalStatus" AS external_status, "providerId" AS provider_id,
                   "sentAt" AS sent_at,
@@ -108,6 +106,10 @@ def _check_and_record(
     adapter: base.Provider,
     clock: sweep.Clock,
 ) -> Result:
+    # Only a check that records: the settings are what the event trigger of every writer
+    # reads (a dry run with another config would change every later event's PIN and channel).
+    outbox.configure(conn, cfg.notify)
+    outbox.register(conn, cfg.notify.webhooks)
     provider_rules = sweep.rules([provider])
     now = clock()
     run_id = runs.start_run(conn, "check", socket.gethostname(), os.getpid(), now)

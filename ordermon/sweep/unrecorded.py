@@ -28,6 +28,9 @@ _UNUSABLE = (
     psycopg.errors.UndefinedColumn,
     psycopg.errors.UndefinedFunction,
     psycopg.errors.ReadOnlySqlTransaction,
+    # psycopg's prepared statements through a transaction pooler nobody declared
+    psycopg.errors.DuplicatePreparedStatement,
+    psycopg.errors.InvalidSqlStatementName,
 )
 
 
