@@ -170,6 +170,28 @@ def test_a_dry_run_check_leaves_the_event_settings_alone(
         assert conn.execute("SELECT * FROM ordermon_settings").fetchall() == before
 
 
+def test_two_configs_with_other_event_settings_on_one_database_are_told(
+    db_url: str, sim: simulator.Simulator, tmp_path: Path
+) -> None:
+    """The trigger's settings are one row per database: two configs that disagree on
+    notify.include_pin or pg_channel take turns, events following whichever ran last. That is
+    never silent: a sweep that finds the row written otherwise within the last 15 minutes
+    warns, naming the keys and not their values."""
+    with db.connect(db_url, autocommit=True) as conn:
+        other = config.parse(
+            config_document(db_url, sim.url, notify={"include_pin": True, "pg_channel": "x"}), {}
+        )
+        outbox.configure(conn, other.notify)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config_document(db_url, sim.url)))
+    first = run_cli("sweep", "--config", str(path))
+    assert first.returncode == 0, first.stderr
+    assert "another ordermon config" in first.stderr, first.stderr
+    assert "notify.include_pin" in first.stderr and "notify.pg_channel" in first.stderr
+    again = run_cli("sweep", "--config", str(path))
+    assert again.returncode == 0 and "another ordermon config" not in again.stderr, again.stderr
+
+
 # --- least privilege with migrate_url ---
 
 

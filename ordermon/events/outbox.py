@@ -3,12 +3,15 @@ deliveries to webhooks, and the settings the trigger reads."""
 
 import dataclasses
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from ordermon import db
 from ordermon.config import notify as notify_config
+
+log = logging.getLogger("ordermon.events")
 
 
 @dataclasses.dataclass
@@ -39,10 +42,25 @@ def configure(conn: db.Connection, notify: notify_config.NotifyConfig) -> None:
     differs, so concurrent sweeps of one config never queue on the row."""
     wanted = {"channel": notify.pg_channel or "", "pin": notify.include_pin}
     row = conn.execute(
-        "SELECT notify_channel AS channel, include_pin AS pin FROM ordermon_settings"
+        "SELECT notify_channel AS channel, include_pin AS pin, "
+        "updated_at > now() - interval '15 minutes' AS recent FROM ordermon_settings"
     ).fetchone()
-    if row != wanted:
+    if row is None or {"channel": row["channel"], "pin": row["pin"]} != wanted:
+        if row is not None and row["recent"]:
+            # One row per database: two configs that disagree take turns, every event
+            # following whichever ran last. Said, never silent (the values may be secret-ish:
+            # only the keys are named).
+            keys = [k for k in _KEYS if row[k] != wanted[k]]
+            log.warning(
+                "another ordermon config on this database set %s otherwise in the last 15 "
+                "minutes: the event trigger follows whichever config ran last; give every "
+                "ordermon that uses this database the same notify settings",
+                " and ".join(_KEYS[k] for k in keys),
+            )
         conn.execute(_CONFIGURE, wanted)
+
+
+_KEYS = {"pin": "notify.include_pin", "channel": "notify.pg_channel"}
 
 
 _CONFIGURE = """
