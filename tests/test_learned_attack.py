@@ -3,13 +3,16 @@ history or a config that ordermon did not expect, as real processes meet them.""
 
 import datetime as dt
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
-from ordermon import db
+from ordermon import config, db
 from ordermon.dev import simulator
+from ordermon.sweep import sweep
 from tests.conftest import (
     PROVIDER_ID,
+    FakeClock,
     add_order,
     add_user,
     config_document,
@@ -78,3 +81,63 @@ def test_a_summary_dated_infinity_is_that_providers_backoff_never_a_traceback(
     checked = run_cli("check", str(theirs), "--config", str(path))
     assert checked.returncode == 0, _clean(checked)
     _clean(checked)
+
+
+def _finished(conn: db.Connection, sent: dt.datetime, intervals: list[tuple[float, float]]) -> None:
+    """Finished orders of alaya sent at ``sent``, each with its last processing check L
+    seconds and its completed check R seconds after "sentAt"."""
+    user = add_user(conn)
+    for lower, upper in intervals:
+        order = add_order(
+            conn, user, f"h-{uuid.uuid4()}", sent_at=sent, status="approved", external_status="done"
+        )
+        enrolment = conn.execute(
+            """INSERT INTO ordermon_enrolments (order_id, provider_id, reference, sent_at, state,
+                   attempts, next_check_at, deadline, finished_at)
+               VALUES (%(order)s, %(provider)s, 'h', %(sent)s, 'done', 2, %(sent)s,
+                       %(sent)s + interval '1 hour', %(done)s) RETURNING id""",
+            {"order": order, "provider": PROVIDER_ID, "sent": sent, "done": sent + _s(upper)},
+        ).fetchone()
+        assert enrolment is not None
+        checks = [(lower, "processing")] if lower > 0 else []
+        for at, outcome in [*checks, (upper, "completed")]:
+            conn.execute(
+                """INSERT INTO ordermon_attempts (enrolment_id, order_id, provider_id,
+                       checked_at, outcome, counted)
+                   VALUES (%(enrolment)s, %(order)s, %(provider)s, %(at)s, %(outcome)s, true)""",
+                {
+                    "enrolment": enrolment["id"],
+                    "order": order,
+                    "provider": PROVIDER_ID,
+                    "at": sent + _s(at),
+                    "outcome": outcome,
+                },
+            )
+
+
+def _s(seconds: float) -> dt.timedelta:
+    return dt.timedelta(seconds=seconds)
+
+
+def _config(db_url: str, sim_url: str, **schedule: Any) -> config.Config:
+    document = config_document(db_url, sim_url)
+    document["providers"][0]["schedule"] = schedule
+    return config.parse(document, {})
+
+
+def test_one_order_sent_long_ago_does_not_poison_the_learned_schedule(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str
+) -> None:
+    """A dispatch whose "sentAt" is 500 days old (a backlog, a migrated row) answered now:
+    its interval is past what a summary may hold, so the refresh must leave it out rather than
+    write a summary its own reader refuses (backoff and a warning every sweep for the whole
+    window, "until it is recomputed", which would write the same again)."""
+    clock = FakeClock()
+    _finished(conn, clock.now - _s(3600), [(20.0, 30.0)] * 150)
+    # checked processing on enrolment, delivered at its next check a minute later
+    _finished(conn, clock.now - _s(500 * 86400), [(500 * 86400 - 120.0, 500 * 86400 - 60.0)])
+    cfg = _config(db_url, sim.url, **LEARNED, max_delay="1m")
+    order = add_order(conn, add_user(conn), "now", sent_at=clock.now)
+    sweep.run(conn, cfg, sweep.Options(), clock=clock)
+    row = enrolment_of(conn, order)
+    assert row["next_check_why"].startswith("learned plan (learned from 150 orders"), row

@@ -75,7 +75,9 @@ def intervals(rows: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
         upper = math.inf if upper is None else upper
         if row["lower"] is None and row["upper"] is None:
             continue  # nothing known of it (its attempts pruned)
-        if 0 <= lower < upper:
+        # An answer later than a summary may hold (a "sentAt" from years ago) is left out:
+        # kept, it would make every summary refused (`checked`) for the whole window.
+        if 0 <= lower < upper and (math.isinf(upper) or upper <= _MOST_SECONDS):
             found.append((lower, upper))
     return found
 
