@@ -141,3 +141,26 @@ def test_one_order_sent_long_ago_does_not_poison_the_learned_schedule(
     sweep.run(conn, cfg, sweep.Options(), clock=clock)
     row = enrolment_of(conn, order)
     assert row["next_check_why"].startswith("learned plan (learned from 150 orders"), row
+
+
+def test_a_learned_first_check_is_never_past_the_deadline(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str
+) -> None:
+    """History says answers come 20 to 30 s after "sentAt", so the plan's first check is
+    there; with give_up_after 10s the first check must be the deadline's last chance, as
+    every later learned check is (schedule.decide), not a check after the order's deadline."""
+    clock = FakeClock()
+    _finished(conn, clock.now - _s(3600), [(20.0, 30.0)] * 150)
+    cfg = _config(db_url, sim.url, **LEARNED, max_delay="1m", give_up_after="10s")
+    user = add_user(conn)
+    add_order(conn, user, "warm-up", sent_at=clock.now)
+    sweep.run(conn, cfg, sweep.Options(), clock=clock)  # refreshes the summary
+    order = add_order(conn, user, "new", sent_at=clock.now)
+    sweep.run(conn, cfg, sweep.Options(), clock=clock)
+    row = enrolment_of(conn, order)
+    assert row["next_check_at"] <= row["deadline"], row
+    clock.now = row["next_check_at"]
+    sweep.run(conn, cfg, sweep.Options(), clock=clock)
+    row = enrolment_of(conn, order)
+    assert (row["state"], row["attempts"]) == ("expired", 1)
+    assert row["last_checked_at"] == row["deadline"]  # checked at the deadline, then expired
