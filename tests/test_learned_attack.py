@@ -164,3 +164,28 @@ def test_a_learned_first_check_is_never_past_the_deadline(
     row = enrolment_of(conn, order)
     assert (row["state"], row["attempts"]) == ("expired", 1)
     assert row["last_checked_at"] == row["deadline"]  # checked at the deadline, then expired
+
+
+def test_a_requeued_order_does_not_keep_its_old_reason(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> None:
+    """After an expiry and a requeue, `show` must not say the next check (now) is "the
+    deadline: the last chance" or a backoff after check 4: it was requeued."""
+    document = config_document(db_url, sim.url)
+    document["providers"][0]["schedule"] = LEARNED | {"give_up_after": "5s"}
+    path = tmp_path / "ordermon.yaml"
+    path.write_text(json.dumps(document))
+    cfg = config.parse(document, {})
+    clock = FakeClock(dt.datetime.now(dt.UTC) - _s(60))
+    order = add_order(conn, add_user(conn), "slow", sent_at=clock.now)
+    for _ in range(6):
+        sweep.run(conn, cfg, sweep.Options(), clock=clock)
+        clock.now = max(clock.now, enrolment_of(conn, order)["next_check_at"])
+    assert enrolment_of(conn, order)["state"] == "expired"
+    requeued = run_cli("requeue", str(order), "--config", str(path))
+    assert requeued.returncode == 0, _clean(requeued)
+    why = enrolment_of(conn, order)["next_check_why"]
+    assert why is None or "requeue" in why, why
+    shown = run_cli("show", str(order), "--config", str(path))
+    assert shown.returncode == 0, _clean(shown)
+    assert "last chance" not in shown.stdout and "after check" not in shown.stdout, shown.stdout
