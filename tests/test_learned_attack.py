@@ -3,13 +3,15 @@ history or a config that ordermon did not expect, as real processes meet them.""
 
 import datetime as dt
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from ordermon import config, db
+from ordermon.config import providers as provider_config
 from ordermon.dev import simulator
-from ordermon.sweep import sweep
+from ordermon.sweep import models, schedule, sweep
 from tests.conftest import (
     PROVIDER_ID,
     FakeClock,
@@ -189,3 +191,51 @@ def test_a_requeued_order_does_not_keep_its_old_reason(
     shown = run_cli("show", str(order), "--config", str(path))
     assert shown.returncode == 0, _clean(shown)
     assert "last chance" not in shown.stdout and "after check" not in shown.stdout, shown.stdout
+
+
+# Finished orders of a provider whose answers come log-normally (median 90 s), each with a
+# processing check somewhere before its answer and its completed check 5 to 65 s after it.
+_BULK = """
+WITH o AS (
+  SELECT gen_random_uuid() AS order_id, now() - interval '2 hours' - g * interval '1 second'
+             AS sent,
+         exp(ln(90) + 1.4 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random())) AS t
+  FROM generate_series(1, %(n)s) g
+), e AS (
+  INSERT INTO ordermon_enrolments (order_id, provider_id, reference, sent_at, state, attempts,
+      next_check_at, deadline, finished_at)
+  SELECT order_id, %(provider)s, 'r', sent, 'done', 2, sent, sent + interval '1 day',
+         sent + make_interval(secs => t + 5 + random() * 60)
+  FROM o RETURNING id, order_id, sent_at, finished_at
+)
+INSERT INTO ordermon_attempts (enrolment_id, order_id, provider_id, checked_at, outcome, counted)
+SELECT id, order_id, %(provider)s, sent_at + (finished_at - sent_at) * random() * 0.8,
+       'processing', true FROM e
+UNION ALL
+SELECT id, order_id, %(provider)s, finished_at, 'completed', true FROM e
+"""
+
+
+def test_a_refresh_at_the_largest_window_orders_is_not_a_stall(conn: db.Connection) -> None:
+    """window_orders may be 100,000: the refresh that a sweep with work runs first (every
+    refresh_every) must not hold that sweep for the time of a fit over all of them (17 s
+    measured on this machine), yet learn the same distribution."""
+    conn.execute(_BULK, {"n": 100_000, "provider": PROVIDER_ID})
+    conn.execute("ANALYZE")
+    policy = schedule.Policy(mode="learned", window_orders=100_000)
+    provider = provider_config.ProviderConfig(
+        id=PROVIDER_ID,
+        name="alaya",
+        kind="znet",
+        base_url="http://x",
+        timeout=5.0,
+        max_reply_bytes=65536,
+        policy=policy,
+    )
+    started = time.monotonic()
+    assert models.refresh(conn, provider, dt.datetime.now(dt.UTC))
+    took = time.monotonic() - started
+    row = conn.execute("SELECT samples, p50, p90 FROM ordermon_schedule_models").fetchone()
+    assert row is not None and row["samples"] == 100_000
+    assert 40 < row["p50"] < 120 and 200 < row["p90"] < 700, row
+    assert took < 8.0, f"the refresh took {took:.1f}s"
