@@ -3,9 +3,14 @@ history or a config that ordermon did not expect, as real processes meet them.""
 
 import datetime as dt
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 from ordermon import config, db
@@ -239,3 +244,103 @@ def test_a_refresh_at_the_largest_window_orders_is_not_a_stall(conn: db.Connecti
     assert row is not None and row["samples"] == 100_000
     assert 40 < row["p50"] < 120 and 200 < row["p90"] < 700, row
     assert took < 8.0, f"the refresh took {took:.1f}s"
+
+
+def _learned_config(tmp_path: Path, db_url: str, sim_url: str, **schedule_keys: Any) -> Path:
+    document = config_document(db_url, sim_url)
+    document["providers"][0]["schedule"] = LEARNED | schedule_keys
+    path = tmp_path / "ordermon.yaml"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def _sweep_process(path: Path) -> "subprocess.Popen[str]":
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERMON_")}
+    command = [sys.executable, "-m", "ordermon", "sweep", "--config", str(path)]
+    return subprocess.Popen(command, stdout=PIPE, stderr=PIPE, text=True, env=env)
+
+
+def _refresh_lock_holders(conn: db.Connection) -> int:
+    row = conn.execute(
+        """SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted
+             AND classid = 7170013 AND objsubid = 2"""
+    ).fetchone()
+    return int(row["n"]) if row else 0
+
+
+def test_concurrent_sweeps_refresh_once_and_all_finish(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> None:
+    """Four sweep processes started together, each with work, on a history whose refresh
+    takes a while: none waits for another's refresh, none fails, and the summary written is
+    one ordermon reads back as learned."""
+    conn.execute(_BULK, {"n": 20_000, "provider": PROVIDER_ID})
+    path = _learned_config(tmp_path, db_url, sim.url, window_orders=20_000)
+    user = add_user(conn)
+    for index in range(40):
+        add_order(conn, user, f"o-{index}", sent_at=dt.datetime.now(dt.UTC))
+    procs = [_sweep_process(path) for _ in range(4)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, outputs
+    assert not any("Traceback" in out + err for out, err in outputs), outputs
+    rows = conn.execute("SELECT samples, computed_at FROM ordermon_schedule_models").fetchall()
+    assert len(rows) == 1 and rows[0]["samples"] == 20_000
+    written = conn.execute(
+        """SELECT n_tup_ins + n_tup_upd AS n FROM pg_stat_user_tables
+           WHERE relname = 'ordermon_schedule_models'"""
+    ).fetchone()
+    assert written == {"n": 1}  # one refresh for the four (the processes' stats are flushed)
+    waiting = conn.execute(
+        "SELECT count(*) AS n FROM ordermon_enrolments WHERE state = 'waiting' AND attempts >= 1"
+        " AND reference LIKE 'o-%%'"
+    ).fetchone()
+    assert waiting == {"n": 40}
+    assert _refresh_lock_holders(conn) == 0
+
+
+def test_a_sweep_killed_mid_refresh_leaves_nothing_held(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL while the sweep holds the refresh's advisory lock: no half-written summary,
+    the lock goes with the session, and the next sweep refreshes and works."""
+    conn.execute(_BULK, {"n": 100_000, "provider": PROVIDER_ID})
+    path = _learned_config(tmp_path, db_url, sim.url, window_orders=100_000)
+    order = add_order(conn, add_user(conn), "due", sent_at=dt.datetime.now(dt.UTC))
+    victim = _sweep_process(path)
+    deadline = time.monotonic() + 60
+    while _refresh_lock_holders(conn) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _refresh_lock_holders(conn) == 1, "the sweep never reached its refresh"
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=10)
+    assert conn.execute("SELECT count(*) AS n FROM ordermon_schedule_models").fetchone() == {"n": 0}
+    deadline = time.monotonic() + 30
+    while _refresh_lock_holders(conn) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the server's backend notices its client is gone
+    assert _refresh_lock_holders(conn) == 0
+    conn.execute("UPDATE ordermon_enrolments SET next_check_at = now() - interval '1s'")
+    after = _sweep_process(path)
+    out, err = after.communicate(timeout=120)
+    assert after.returncode == 0 and "Traceback" not in out + err, err
+    stored = conn.execute("SELECT samples FROM ordermon_schedule_models").fetchone()
+    assert stored == {"samples": 100_000}
+    assert enrolment_of(conn, order)["attempts"] >= 1
+
+
+def test_the_refresh_lock_held_elsewhere_blocks_no_sweep(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> None:
+    """Someone holds the refresh's advisory lock (another tool, a stuck session): sweeps do
+    not wait for it, they check by what is stored (here nothing: backoff)."""
+    _finished(conn, dt.datetime.now(dt.UTC) - _s(3600), [(20.0, 30.0)] * 150)
+    path = _learned_config(tmp_path, db_url, sim.url)
+    order = add_order(conn, add_user(conn), "due", sent_at=dt.datetime.now(dt.UTC))
+    with db.connect(db_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(7170013, hashtext(%(p)s))", {"p": PROVIDER_ID})
+        started = time.monotonic()
+        result = run_cli("sweep", "--config", str(path), timeout=60)
+        assert result.returncode == 0, _clean(result)
+        assert time.monotonic() - started < 30
+    assert conn.execute("SELECT count(*) AS n FROM ordermon_schedule_models").fetchone() == {"n": 0}
+    row = enrolment_of(conn, order)
+    assert row["attempts"] == 1 and row["next_check_why"].startswith("backoff: nothing learned")
