@@ -4,6 +4,7 @@ history or a config that ordermon did not expect, as real processes meet them.""
 import datetime as dt
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -344,3 +345,47 @@ def test_the_refresh_lock_held_elsewhere_blocks_no_sweep(
     assert conn.execute("SELECT count(*) AS n FROM ordermon_schedule_models").fetchone() == {"n": 0}
     row = enrolment_of(conn, order)
     assert row["attempts"] == 1 and row["next_check_why"].startswith("backoff: nothing learned")
+
+
+def _course(conn: db.Connection, cfg: config.Config, reference: str) -> list[tuple[Any, ...]]:
+    """An order processing forever, swept at each of its next checks until it expires:
+    (seconds from "sentAt" to its next check, state, attempts) after each sweep, with the
+    same random draws (jitter, explore) in every run."""
+    clock = FakeClock(dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    order = add_order(conn, add_user(conn), reference, sent_at=clock.now)
+    course = []
+    for _ in range(12):
+        random.seed(13)
+        sweep.run(conn, cfg, sweep.Options(), clock=clock)
+        row = enrolment_of(conn, order)
+        course.append(((row["next_check_at"] - row["sent_at"]).total_seconds(), row["state"]))
+        course.append((row["attempts"], row["last_checked_at"] == row["deadline"]))
+        if row["state"] != "waiting":
+            break
+        clock.now = row["next_check_at"]
+    return course
+
+
+def test_no_history_is_backoff_exactly_with_jitter_deadline_and_max_attempts(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str
+) -> None:
+    """With jitter, a deadline that falls between checks and max_attempts, a learned
+    provider with nothing learned, or fewer than min_samples orders, is checked at the same
+    instants as under backoff, checked at the deadline, and expires at the same check."""
+    keys = {"jitter": 0.1, "give_up_after": "20s", "first_check_after": "2s"}
+    runs = {}
+    for name, schedule_keys in (
+        ("backoff", keys),
+        ("learned, nothing", keys | {"mode": "learned"}),
+        ("backoff, max_attempts", keys | {"max_attempts": 4}),
+        ("learned, max_attempts", keys | {"mode": "learned", "max_attempts": 4}),
+    ):
+        runs[name] = _course(conn, _config(db_url, sim.url, **schedule_keys), f"r-{name}")
+    _finished(conn, dt.datetime(2026, 11, 30, 23, tzinfo=dt.UTC), [(20.0, 30.0)] * 99)
+    cfg = _config(db_url, sim.url, **keys, mode="learned", window="30d")
+    runs["learned, 99 orders"] = _course(conn, cfg, "r-99")
+    assert runs["backoff"][-2][1] == "expired" and runs["backoff"][-1][1], runs["backoff"]
+    assert runs["learned, nothing"] == runs["backoff"]
+    assert runs["learned, 99 orders"] == runs["backoff"]
+    assert runs["learned, max_attempts"] == runs["backoff, max_attempts"]
+    assert runs["backoff, max_attempts"][-1][0] == 4
