@@ -389,3 +389,33 @@ def test_no_history_is_backoff_exactly_with_jitter_deadline_and_max_attempts(
     assert runs["learned, 99 orders"] == runs["backoff"]
     assert runs["learned, max_attempts"] == runs["backoff, max_attempts"]
     assert runs["backoff, max_attempts"][-1][0] == 4
+
+
+def test_switching_mode_between_sweeps_and_a_zero_request_cost(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str
+) -> None:
+    """learned, backoff, learned again on the same waiting order: each sweep places the next
+    check by the mode it is given, the summary kept across; request_cost 0s and min_delay 0s
+    (the loosest values allowed) still place a check, none in the past."""
+    clock = FakeClock()
+    _finished(conn, clock.now - _s(3600), [(float(i), i + 10.0) for i in range(0, 600, 4)])
+    learned = _config(db_url, sim.url, **LEARNED, max_delay="20s")
+    backoff = _config(db_url, sim.url, max_delay="20s")
+    loosest = _config(
+        db_url, sim.url, **LEARNED | {"min_delay": "0s", "request_cost": "0s"}, max_delay="20s"
+    )
+    order = add_order(conn, add_user(conn), "switch", sent_at=clock.now)
+    whys = []
+    for cfg in (learned, backoff, learned, loosest, backoff):
+        sweep.run(conn, cfg, sweep.Options(), clock=clock)
+        row = enrolment_of(conn, order)
+        assert row["next_check_at"] >= clock.now, row
+        whys.append(row["next_check_why"].split(" (")[0])
+        clock.now = row["next_check_at"]
+    assert whys == [
+        "learned plan",
+        "backoff after check 2",
+        "learned plan",
+        "learned plan",
+        "backoff after check 5",
+    ], whys
