@@ -14,6 +14,8 @@ from pathlib import Path
 from subprocess import PIPE
 from typing import Any
 
+import psycopg
+
 from ordermon import config, db
 from ordermon.config import providers as provider_config
 from ordermon.dev import simulator
@@ -419,3 +421,33 @@ def test_switching_mode_between_sweeps_and_a_zero_request_cost(
         "learned plan",
         "backoff after check 5",
     ], whys
+
+
+def test_an_idle_learned_sweep_makes_the_same_statements_as_backoff(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, monkeypatch: Any
+) -> None:
+    """Counted at psycopg: an idle sweep (nothing new, nothing due) of a learned provider
+    with a history and a stored summary sends exactly the statements of a backoff one."""
+    clock = FakeClock()
+    _finished(conn, clock.now - _s(3600), [(20.0, 30.0)] * 150)
+    sent: list[str] = []
+    original = psycopg.Cursor.execute
+
+    def counting(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query)[:60])
+        return original(self, query, *args, **kwargs)
+
+    counts = {}
+    for name, keys in (("backoff", {}), ("learned", LEARNED)):
+        cfg = _config(db_url, sim.url, **keys)
+        add_order(conn, add_user(conn), f"idle-{name}", sent_at=clock.now)
+        sweep.run(conn, cfg, sweep.Options(), clock=clock)  # enrols, checks: later is idle
+        sweep.run(conn, cfg, sweep.Options(), clock=clock)
+        monkeypatch.setattr(psycopg.Cursor, "execute", counting)
+        sent.clear()
+        report = sweep.run(conn, cfg, sweep.Options(), clock=clock)
+        monkeypatch.setattr(psycopg.Cursor, "execute", original)
+        assert report.counts["claimed"] == 0
+        counts[name] = list(sent)
+    assert conn.execute("SELECT count(*) AS n FROM ordermon_schedule_models").fetchone() == {"n": 1}
+    assert counts["learned"] == counts["backoff"] and 5 <= len(counts["backoff"]) <= 10, counts
