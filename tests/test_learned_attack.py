@@ -3,6 +3,7 @@ history or a config that ordermon did not expect, as real processes meet them.""
 
 import datetime as dt
 import json
+import math
 import os
 import random
 import signal
@@ -19,7 +20,7 @@ import psycopg
 from ordermon import config, db
 from ordermon.config import providers as provider_config
 from ordermon.dev import simulator
-from ordermon.sweep import models, schedule, sweep
+from ordermon.sweep import estimate, models, placement, schedule, sweep
 from tests.conftest import (
     PROVIDER_ID,
     FakeClock,
@@ -451,3 +452,40 @@ def test_an_idle_learned_sweep_makes_the_same_statements_as_backoff(
         counts[name] = list(sent)
     assert conn.execute("SELECT count(*) AS n FROM ordermon_schedule_models").fetchone() == {"n": 1}
     assert counts["learned"] == counts["backoff"] and 5 <= len(counts["backoff"]) <= 10, counts
+
+
+def test_min_delay_equal_to_max_delay_still_plans(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> None:
+    """min_delay 10m and max_delay 10m (allowed: "every learned pause is ten minutes"), on a
+    provider answering over the first hour: the plan must still have a next check after
+    every point (it had none where no grid step is exactly 10 minutes, and the first check
+    of a new order then raised IndexError in enrolment: a traceback for every provider)."""
+    _finished(
+        conn, dt.datetime.now(dt.UTC) - _s(7200), [(i * 20.0, i * 20.0 + 10) for i in range(150)]
+    )
+    path = _learned_config(tmp_path, db_url, sim.url, min_delay="10m", max_delay="10m")
+    user = add_user(conn)
+    add_order(conn, user, "first", sent_at=dt.datetime.now(dt.UTC))
+    assert run_cli("sweep", "--config", str(path)).returncode == 0  # refreshes the summary
+    second = add_order(conn, user, "second", sent_at=dt.datetime.now(dt.UTC))
+    result = run_cli("sweep", "--config", str(path))
+    assert result.returncode == 0, _clean(result)
+    row = enrolment_of(conn, second)
+    assert row["next_check_why"] == "the first check: learned from 150 orders"
+    assert (row["next_check_at"] - row["sent_at"]).total_seconds() == 600
+
+
+def test_every_plan_has_a_next_check_after_each_point() -> None:
+    """Over summaries from a second to 400 days and every min_delay <= max_delay, the plan
+    names a next check after each of its points but the last, and the first check."""
+    rng = random.Random(5)
+    for _ in range(300):
+        top = math.exp(rng.uniform(0, math.log(400 * 86400)))
+        values = sorted([0.0] + [rng.uniform(0, top) for _ in range(100)])
+        summary = estimate.Estimate(1000, 1.0, tuple(values))
+        low = rng.choice([0.0, 1.0, 5.0, 60.0, 600.0])
+        high = max(low, rng.choice([low, low * 1.5, 600.0, 3600.0]))
+        plan = placement.plan(summary, rng.choice([0.0, 20.0, 1e4]), low, high)
+        assert all(after < len(plan.grid) for after in plan.following[:-1]), (top, low, high)
+        assert 0 < plan.first_after() <= plan.grid[-1]
