@@ -489,3 +489,36 @@ def test_every_plan_has_a_next_check_after_each_point() -> None:
         plan = placement.plan(summary, rng.choice([0.0, 20.0, 1e4]), low, high)
         assert all(after < len(plan.grid) for after in plan.following[:-1]), (top, low, high)
         assert 0 < plan.first_after() <= plan.grid[-1]
+
+
+_PEAK = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def test_a_huge_stored_summary_is_not_read_whole(
+    conn: db.Connection, sim: simulator.Simulator, db_url: str, tmp_path: Path
+) -> None:
+    """A summary row holding 5,000,000 quantiles (no summary has more than 101): refused,
+    and not loaded whole by every sweep with work or `providers` first (at 20,000,000 that
+    was 8 s and 1.1 GB, for every sweep until the next refresh)."""
+    path = _two_learned(tmp_path, db_url, sim.url)
+    conn.execute(
+        """INSERT INTO ordermon_schedule_models (provider_id, computed_at, samples, covered,
+               quantiles)
+           SELECT %(p)s, now(), 500, 1, array_agg(g::float8) FROM generate_series(1, 5000000) g""",
+        {"p": OTHER_ID},
+    )
+    command = [sys.executable, "-m", "ordermon", "providers", "--json", "--config", str(path)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERMON_")}
+    peak = subprocess.run(
+        [sys.executable, "-c", _PEAK, *command], capture_output=True, text=True, env=env
+    )
+    code, kilobytes = peak.stdout.split()
+    assert code == "0", peak
+    assert int(kilobytes) < 200_000, f"providers peaked at {int(kilobytes) // 1000} MB"
+    listed = run_cli("providers", "--json", "--config", str(path))
+    rows = {row["name"]: row["schedule"] for row in json.loads(listed.stdout)}
+    assert "unreadable" in rows["beta"]["why"]

@@ -51,8 +51,10 @@ SET computed_at = excluded.computed_at, samples = excluded.samples,
 # which the column never holds: an unreadable summary, not an exception for every provider.
 _COMPUTED_AT = """CASE WHEN computed_at > '1970-01-01' AND computed_at < '9000-01-01'
                   THEN computed_at END AS computed_at"""
+# Nor is an array longer than any summary (101 quantiles) read whole: NULL, unreadable.
 _LOAD = f"""
-SELECT provider_id, {_COMPUTED_AT}, samples, covered, quantiles
+SELECT provider_id, {_COMPUTED_AT}, samples, covered,
+       CASE WHEN cardinality(quantiles) <= %(most)s THEN quantiles END AS quantiles
 FROM ordermon_schedule_models WHERE provider_id = ANY(%(ids)s)
 """
 
@@ -124,7 +126,8 @@ def refresh(
 
 
 def load(conn: db.Connection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    return {row["provider_id"]: dict(row) for row in conn.execute(_LOAD, {"ids": list(ids)})}
+    params = {"ids": list(ids), "most": estimate.QUANTILE_STEPS + 1}
+    return {row["provider_id"]: dict(row) for row in conn.execute(_LOAD, params)}
 
 
 def checked(row: dict[str, Any]) -> estimate.Estimate | None:
