@@ -231,7 +231,7 @@ def test_a_corrupted_summary_is_backoff_never_a_traceback() -> None:
         assert choice.plan is None and "unreadable" in choice.note, bad
     stale = good | {"computed_at": T0 - dt.timedelta(days=1)}
     assert "stale" in models.choose(provider, stale, T0).note
-    assert "stale" in models.choose(provider, good | {"computed_at": None}, T0).note
+    assert "unreadable" in models.choose(provider, good | {"computed_at": None}, T0).note
 
 
 def _provider() -> provider_config.ProviderConfig:

@@ -30,7 +30,8 @@ ORDER BY e.sent_at
 _REVIVE = """
 UPDATE ordermon_enrolments SET state = 'waiting', attempts = 0, next_check_at = %(now)s,
     deadline = %(deadline)s, claim_token = NULL, claimed_until = NULL, finished_at = NULL,
-    last_outcome = 'requeued', last_message = 'requeued by an operator'
+    last_outcome = 'requeued', last_message = 'requeued by an operator',
+    next_check_why = 'requeued: the next sweep'
 WHERE id = %(id)s AND state IN ('expired', 'held')
 """
 # A held order carries externalStatus 'failed' (ordermon wrote it); watching it again means

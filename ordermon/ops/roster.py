@@ -108,7 +108,9 @@ def _schedule(
         "samples": summary.samples if summary else 0,
         "p50_s": summary.quantile(0.5) if summary else None,
         "p90_s": summary.quantile(0.9) if summary else None,
-        "computed_at": human.iso(row["computed_at"], "UTC") if row is not None else None,
+        "computed_at": human.iso(row["computed_at"], "UTC")
+        if row is not None and row["computed_at"] is not None
+        else None,
     }
 
 

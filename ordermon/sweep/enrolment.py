@@ -51,6 +51,11 @@ def enrol(
             if pause is not None:
                 firsts[index] = pause
                 whys[index] = f"the first check: {note}"
+            # The plan knows no deadline: like every later check (schedule.decide), the
+            # first is at the deadline at the latest, so the last chance is taken.
+            if pause is not None and pause > float(row["give_up"]):
+                firsts[index] = float(row["give_up"])
+                whys[index] = "the first check: the deadline: the last chance"
     dispatches = {
         "orders": [r["order_id"] for r in fresh],
         "providers": [r["provider_id"] for r in fresh],

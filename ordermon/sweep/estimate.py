@@ -8,7 +8,8 @@ lateness (R is when ordermon looked, not when the provider delivered), so this m
 Turnbull's non-parametric maximum-likelihood estimate (the self-consistency EM) on the
 intervals, and spreads each innermost interval's mass evenly over it.
 
-Pure Python, no I/O: O(orders + intervals) per iteration, a bounded number of iterations.
+Pure Python, no I/O: O(orders + intervals) per iteration, a bounded number of iterations,
+over at most MAX_FITTED orders.
 """
 
 import bisect
@@ -20,6 +21,10 @@ from collections.abc import Sequence
 MAX_ITERATIONS = 300
 TOLERANCE = 1e-7
 QUANTILE_STEPS = 100  # the summary keeps the time at each whole percent of the answered mass
+# The fit's cost grows with its intervals (100,000 took 17 s of a sweep): a larger window is
+# fitted from this many of its orders, evenly spread, which moves a quantile by about a
+# percent of the share, what the summary's whole percents keep anyway.
+MAX_FITTED = 5000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +104,9 @@ def turnbull(intervals: Sequence[tuple[float, float]]) -> list[tuple[float, floa
 def estimate(intervals: Sequence[tuple[float, float]]) -> Estimate:
     """The quantile summary of the NPMLE, the mass of each innermost interval spread evenly
     over it (mass in an interval without end is beyond the observed times)."""
-    cells = turnbull(intervals)
+    stride = max(len(intervals) / MAX_FITTED, 1.0)
+    fitted = [intervals[int(i * stride)] for i in range(min(len(intervals), MAX_FITTED))]
+    cells = turnbull(fitted)
     knots = [(0.0, 0.0)]  # the piecewise-linear CDF: (time, share answered by then)
     share = 0.0
     for a, b, p in cells:

@@ -47,8 +47,14 @@ SET computed_at = excluded.computed_at, samples = excluded.samples,
     covered = excluded.covered, quantiles = excluded.quantiles, p50 = excluded.p50,
     p90 = excluded.p90
 """
-_LOAD = """
-SELECT provider_id, computed_at, samples, covered, quantiles
+# A date psycopg cannot load ('infinity', a year past 9999: an edited row) reads as NULL,
+# which the column never holds: an unreadable summary, not an exception for every provider.
+_COMPUTED_AT = """CASE WHEN computed_at > '1970-01-01' AND computed_at < '9000-01-01'
+                  THEN computed_at END AS computed_at"""
+# Nor is an array longer than any summary (101 quantiles) read whole: NULL, unreadable.
+_LOAD = f"""
+SELECT provider_id, {_COMPUTED_AT}, samples, covered,
+       CASE WHEN cardinality(quantiles) <= %(most)s THEN quantiles END AS quantiles
 FROM ordermon_schedule_models WHERE provider_id = ANY(%(ids)s)
 """
 
@@ -71,7 +77,9 @@ def intervals(rows: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
         upper = math.inf if upper is None else upper
         if row["lower"] is None and row["upper"] is None:
             continue  # nothing known of it (its attempts pruned)
-        if 0 <= lower < upper:
+        # An answer later than a summary may hold (a "sentAt" from years ago) is left out:
+        # kept, it would make every summary refused (`checked`) for the whole window.
+        if 0 <= lower < upper and (math.isinf(upper) or upper <= _MOST_SECONDS):
             found.append((lower, upper))
     return found
 
@@ -90,11 +98,12 @@ def refresh(
         if not locked or not locked["ok"]:
             return False
         row = conn.execute(
-            "SELECT computed_at FROM ordermon_schedule_models WHERE provider_id = %(provider)s",
+            f"SELECT {_COMPUTED_AT} FROM ordermon_schedule_models WHERE provider_id = %(provider)s",
             {"provider": provider.id},
         ).fetchone()
         fresh_since = now - policy.refresh_every
-        if row is not None and fresh_since < row["computed_at"] <= now:
+        computed = row["computed_at"] if row is not None else None
+        if computed is not None and fresh_since < computed <= now:
             return False
         rows = conn.execute(
             _SAMPLES,
@@ -117,7 +126,8 @@ def refresh(
 
 
 def load(conn: db.Connection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    return {row["provider_id"]: dict(row) for row in conn.execute(_LOAD, {"ids": list(ids)})}
+    params = {"ids": list(ids), "most": estimate.QUANTILE_STEPS + 1}
+    return {row["provider_id"]: dict(row) for row in conn.execute(_LOAD, params)}
 
 
 def checked(row: dict[str, Any]) -> estimate.Estimate | None:
@@ -150,15 +160,15 @@ def choose(
         return Choice(None, "backoff (schedule.mode)")
     if row is None:
         return Choice(None, "backoff: nothing learned yet")
+    computed = row.get("computed_at")
     summary = checked(row)
-    if summary is None:
+    if summary is None or not isinstance(computed, dt.datetime):
         log.warning(
             "the learned schedule of %s is not usable: backoff until it is recomputed",
             provider.name,
         )
         return Choice(None, "backoff: the learned summary is unreadable")
-    computed = row.get("computed_at")
-    if not isinstance(computed, dt.datetime) or computed < now - policy.stale_after:
+    if computed < now - policy.stale_after:
         return Choice(None, "backoff: the learned summary is stale", summary)
     if summary.samples < policy.min_samples:
         return Choice(

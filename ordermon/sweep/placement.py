@@ -74,7 +74,10 @@ def plan(
             step = grid[j] - grid[i]
             if step < min_delay and j < count - 1:
                 continue
-            if step > max_delay and j > i + 1:
+            # Past max_delay only until something is chosen: with min_delay near max_delay
+            # no grid step may fall between them, and every point needs a next check (the
+            # sweep bounds the pause to [min_delay, max_delay] anyway).
+            if step > max_delay and choice < count:
                 break
             delay = grid[j] * (shares[j] - shares[i]) - (moment[j] - moment[i])
             total = request + delay + best[j]
