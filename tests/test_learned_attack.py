@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from subprocess import PIPE
 from typing import Any
@@ -30,6 +29,7 @@ from tests.conftest import (
     enrolment_of,
     run_cli,
 )
+from tests.test_learned_sweep import finished_history
 
 OTHER_ID = "3b6d4c1e-0000-4000-8000-000000000002"
 LEARNED = {"mode": "learned", "min_samples": 100, "min_delay": "1s", "explore": 0}
@@ -94,38 +94,6 @@ def test_a_summary_dated_infinity_is_that_providers_backoff_never_a_traceback(
     _clean(checked)
 
 
-def _finished(conn: db.Connection, sent: dt.datetime, intervals: list[tuple[float, float]]) -> None:
-    """Finished orders of alaya sent at ``sent``, each with its last processing check L
-    seconds and its completed check R seconds after "sentAt"."""
-    user = add_user(conn)
-    for lower, upper in intervals:
-        order = add_order(
-            conn, user, f"h-{uuid.uuid4()}", sent_at=sent, status="approved", external_status="done"
-        )
-        enrolment = conn.execute(
-            """INSERT INTO ordermon_enrolments (order_id, provider_id, reference, sent_at, state,
-                   attempts, next_check_at, deadline, finished_at)
-               VALUES (%(order)s, %(provider)s, 'h', %(sent)s, 'done', 2, %(sent)s,
-                       %(sent)s + interval '1 hour', %(done)s) RETURNING id""",
-            {"order": order, "provider": PROVIDER_ID, "sent": sent, "done": sent + _s(upper)},
-        ).fetchone()
-        assert enrolment is not None
-        checks = [(lower, "processing")] if lower > 0 else []
-        for at, outcome in [*checks, (upper, "completed")]:
-            conn.execute(
-                """INSERT INTO ordermon_attempts (enrolment_id, order_id, provider_id,
-                       checked_at, outcome, counted)
-                   VALUES (%(enrolment)s, %(order)s, %(provider)s, %(at)s, %(outcome)s, true)""",
-                {
-                    "enrolment": enrolment["id"],
-                    "order": order,
-                    "provider": PROVIDER_ID,
-                    "at": sent + _s(at),
-                    "outcome": outcome,
-                },
-            )
-
-
 def _s(seconds: float) -> dt.timedelta:
     return dt.timedelta(seconds=seconds)
 
@@ -144,9 +112,9 @@ def test_one_order_sent_long_ago_does_not_poison_the_learned_schedule(
     write a summary its own reader refuses (backoff and a warning every sweep for the whole
     window, "until it is recomputed", which would write the same again)."""
     clock = FakeClock()
-    _finished(conn, clock.now - _s(3600), [(20.0, 30.0)] * 150)
+    finished_history(conn, clock.now - _s(3600), [(20.0, 30.0)] * 150)
     # checked processing on enrolment, delivered at its next check a minute later
-    _finished(conn, clock.now - _s(500 * 86400), [(500 * 86400 - 120.0, 500 * 86400 - 60.0)])
+    finished_history(conn, clock.now - _s(500 * 86400), [(500 * 86400 - 120.0, 500 * 86400 - 60.0)])
     cfg = _config(db_url, sim.url, **LEARNED, max_delay="1m")
     order = add_order(conn, add_user(conn), "now", sent_at=clock.now)
     sweep.run(conn, cfg, sweep.Options(), clock=clock)
@@ -161,7 +129,7 @@ def test_a_learned_first_check_is_never_past_the_deadline(
     there; with give_up_after 10s the first check must be the deadline's last chance, as
     every later learned check is (schedule.decide), not a check after the order's deadline."""
     clock = FakeClock()
-    _finished(conn, clock.now - _s(3600), [(20.0, 30.0)] * 150)
+    finished_history(conn, clock.now - _s(3600), [(20.0, 30.0)] * 150)
     cfg = _config(db_url, sim.url, **LEARNED, max_delay="1m", give_up_after="10s")
     user = add_user(conn)
     add_order(conn, user, "warm-up", sent_at=clock.now)
@@ -336,7 +304,7 @@ def test_the_refresh_lock_held_elsewhere_blocks_no_sweep(
 ) -> None:
     """Someone holds the refresh's advisory lock (another tool, a stuck session): sweeps do
     not wait for it, they check by what is stored (here nothing: backoff)."""
-    _finished(conn, dt.datetime.now(dt.UTC) - _s(3600), [(20.0, 30.0)] * 150)
+    finished_history(conn, dt.datetime.now(dt.UTC) - _s(3600), [(20.0, 30.0)] * 150)
     path = _learned_config(tmp_path, db_url, sim.url)
     order = add_order(conn, add_user(conn), "due", sent_at=dt.datetime.now(dt.UTC))
     with db.connect(db_url, autocommit=True) as other:
@@ -384,7 +352,7 @@ def test_no_history_is_backoff_exactly_with_jitter_deadline_and_max_attempts(
         ("learned, max_attempts", keys | {"mode": "learned", "max_attempts": 4}),
     ):
         runs[name] = _course(conn, _config(db_url, sim.url, **schedule_keys), f"r-{name}")
-    _finished(conn, dt.datetime(2026, 11, 30, 23, tzinfo=dt.UTC), [(20.0, 30.0)] * 99)
+    finished_history(conn, dt.datetime(2026, 11, 30, 23, tzinfo=dt.UTC), [(20.0, 30.0)] * 99)
     cfg = _config(db_url, sim.url, **keys, mode="learned", window="30d")
     runs["learned, 99 orders"] = _course(conn, cfg, "r-99")
     assert runs["backoff"][-2][1] == "expired" and runs["backoff"][-1][1], runs["backoff"]
@@ -401,7 +369,7 @@ def test_switching_mode_between_sweeps_and_a_zero_request_cost(
     check by the mode it is given, the summary kept across; request_cost 0s and min_delay 0s
     (the loosest values allowed) still place a check, none in the past."""
     clock = FakeClock()
-    _finished(conn, clock.now - _s(3600), [(float(i), i + 10.0) for i in range(0, 600, 4)])
+    finished_history(conn, clock.now - _s(3600), [(float(i), i + 10.0) for i in range(0, 600, 4)])
     learned = _config(db_url, sim.url, **LEARNED, max_delay="20s")
     backoff = _config(db_url, sim.url, max_delay="20s")
     loosest = _config(
@@ -430,7 +398,7 @@ def test_an_idle_learned_sweep_makes_the_same_statements_as_backoff(
     """Counted at psycopg: an idle sweep (nothing new, nothing due) of a learned provider
     with a history and a stored summary sends exactly the statements of a backoff one."""
     clock = FakeClock()
-    _finished(conn, clock.now - _s(3600), [(20.0, 30.0)] * 150)
+    finished_history(conn, clock.now - _s(3600), [(20.0, 30.0)] * 150)
     sent: list[str] = []
     original = psycopg.Cursor.execute
 
@@ -461,7 +429,7 @@ def test_min_delay_equal_to_max_delay_still_plans(
     provider answering over the first hour: the plan must still have a next check after
     every point (it had none where no grid step is exactly 10 minutes, and the first check
     of a new order then raised IndexError in enrolment: a traceback for every provider)."""
-    _finished(
+    finished_history(
         conn, dt.datetime.now(dt.UTC) - _s(7200), [(i * 20.0, i * 20.0 + 10) for i in range(150)]
     )
     path = _learned_config(tmp_path, db_url, sim.url, min_delay="10m", max_delay="10m")

@@ -37,12 +37,13 @@ def _sweep(conn: db.Connection, cfg: config.Config, clock: FakeClock) -> sweep.R
     return sweep.run(conn, cfg, sweep.Options(), clock=clock)
 
 
-def _history(conn: db.Connection, now: dt.datetime, intervals: list[tuple[float, float]]) -> None:
-    """Finished orders of the provider, each with its last processing check L seconds and
-    its completed check R seconds after "sentAt"."""
+def finished_history(
+    conn: db.Connection, sent: dt.datetime, intervals: list[tuple[float, float]]
+) -> None:
+    """Finished orders of the provider, sent at ``sent``, each with its last processing check L
+    seconds and its completed check R seconds after "sentAt"."""
     user = add_user(conn)
     for lower, upper in intervals:
-        sent = now - dt.timedelta(hours=1)
         order = add_order(
             conn, user, f"h-{uuid.uuid4()}", sent_at=sent, status="approved", external_status="done"
         )
@@ -73,6 +74,10 @@ def _history(conn: db.Connection, now: dt.datetime, intervals: list[tuple[float,
                     "outcome": outcome,
                 },
             )
+
+
+def _history(conn: db.Connection, now: dt.datetime, intervals: list[tuple[float, float]]) -> None:
+    finished_history(conn, now - dt.timedelta(hours=1), intervals)
 
 
 def _offsets(
