@@ -28,9 +28,6 @@ from tests.test_privileges import (
     shop,  # noqa: F401 (a fixture)
 )
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
-
-
 # --- the hint in the URL (pure) ---
 
 
@@ -300,17 +297,20 @@ def test_migrate_run_refuses_a_pooled_connection(db_url: str, pgbouncer: int) ->
 def test_sslmode_and_certificates_reach_libpq(db_url: str) -> None:
     """The hint goes, the rest of the URL is libpq's: the test server has no SSL, so
     sslmode=require is refused by libpq itself (the message says so, without the password)."""
-    name = psycopg.conninfo.conninfo_to_dict(db_url)["dbname"]
+    bouncer.require_tcp(db_url)
+    params = psycopg.conninfo.conninfo_to_dict(db_url)
+    name, host, port = params["dbname"], params["host"], params.get("port") or 5432
+    server = f"postgresql://postgres@{host}:{port}"
     for url in (
-        "postgresql://postgres:Pw-77c1d0@127.0.0.1:5432/"
+        f"postgresql://postgres:Pw-77c1d0@{host}:{port}/"
         f"{name}?sslmode=require&ordermon_pooler=transaction",
-        f"host=127.0.0.1 port=5432 user=postgres password=Pw-77c1d0 dbname={name} "
+        f"host={host} port={port} user=postgres password=Pw-77c1d0 dbname={name} "
         "ordermon_pooler=transaction sslmode=require",
     ):
         with pytest.raises(errors.DatabaseError) as caught:
             db.connect(url)
         assert "SSL" in str(caught.value) and "Pw-77c1d0" not in str(caught.value)
-    with db.connect(f"{SERVER}/{name}?sslmode=disable&ordermon_pooler=transaction") as conn:
+    with db.connect(f"{server}/{name}?sslmode=disable&ordermon_pooler=transaction") as conn:
         assert conn.info.get_parameters().get("sslmode", "disable") == "disable"
         assert db.pooling_of(conn) == "transaction"
 
