@@ -303,3 +303,9 @@ def test_schedule_keys_are_checked_strictly() -> None:
         with pytest.raises(errors.ConfigError) as raised:
             parse(bad)
         assert said in str(raised.value) + " ".join(raised.value.problems), bad
+    # One run tells every mistake: a bad mode or explore does not hide the keys' own check.
+    with pytest.raises(errors.ConfigError) as raised:
+        parse({"mode": "learnt", "explore": 0.9, "window_orders": 0, "stale_after": "1m"})
+    told = " ".join(raised.value.problems)
+    for said in ("schedule.mode", "schedule.explore", "window_orders", "than refresh_every"):
+        assert said in told, told

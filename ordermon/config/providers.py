@@ -250,29 +250,37 @@ def policy(
         lambda value, where: None if value is None else validate.integer(value, where, 1),
     )
     policy = dataclasses.replace(base, **changes)
-    if problems.clean(key, "schedule"):  # both delays known, the inherited ones too
-        if policy.max_delay < policy.base_delay:
-            problems.add(
-                f"{key}.max_delay: {validate.seconds(policy.max_delay)} must not be shorter "
-                f"than base_delay ({validate.seconds(policy.base_delay)})"
-            )
-        if policy.give_up_after <= dt.timedelta(0):
-            problems.add(f"{key}.give_up_after: must be longer than 0s")
-        # The learned keys are checked against each other only where they are used, so a
-        # backoff config with a max_delay under the default min_delay stays valid.
-        if policy.learned and policy.max_delay < policy.min_delay:
-            problems.add(
-                f"{key}.max_delay: {validate.seconds(policy.max_delay)} must not be shorter "
-                f"than min_delay ({validate.seconds(policy.min_delay)})"
-            )
-        for name in ("window", "refresh_every", "stale_after"):
-            if getattr(policy, name) <= dt.timedelta(0):
-                problems.add(f"{key}.{name}: must be longer than 0s")
-        if policy.learned and policy.stale_after < policy.refresh_every:
-            problems.add(
-                f"{key}.stale_after: {validate.seconds(policy.stale_after)} must not be "
-                f"shorter than refresh_every ({validate.seconds(policy.refresh_every)})"
-            )
+
+    def clean(*names: str) -> bool:  # those keys read here, and where inherited, unfaulted
+        return problems.clean(*(f"{at}.{name}" for name in names for at in (key, "schedule")))
+
+    # Each check against another key runs when its own keys were read, so that one mistake
+    # elsewhere in the section does not hide it until the next run. The learned keys are
+    # checked against each other only where they are used (a backoff config with a max_delay
+    # under the default min_delay stays valid); a mode that could not be read counts as
+    # learned when it was given, so its keys' mistakes are told in the same run.
+    learned = policy.learned or ("mode" in doc and not clean("mode"))
+    if clean("max_delay", "base_delay") and policy.max_delay < policy.base_delay:
+        problems.add(
+            f"{key}.max_delay: {validate.seconds(policy.max_delay)} must not be shorter "
+            f"than base_delay ({validate.seconds(policy.base_delay)})"
+        )
+    if clean("give_up_after") and policy.give_up_after <= dt.timedelta(0):
+        problems.add(f"{key}.give_up_after: must be longer than 0s")
+    if learned and clean("max_delay", "min_delay") and policy.max_delay < policy.min_delay:
+        problems.add(
+            f"{key}.max_delay: {validate.seconds(policy.max_delay)} must not be shorter "
+            f"than min_delay ({validate.seconds(policy.min_delay)})"
+        )
+    for name in ("window", "refresh_every", "stale_after"):
+        if clean(name) and getattr(policy, name) <= dt.timedelta(0):
+            problems.add(f"{key}.{name}: must be longer than 0s")
+    stale, refresh = policy.stale_after, policy.refresh_every
+    if learned and clean("stale_after", "refresh_every") and stale < refresh:
+        problems.add(
+            f"{key}.stale_after: {validate.seconds(stale)} must not be "
+            f"shorter than refresh_every ({validate.seconds(refresh)})"
+        )
     return policy
 
 
