@@ -106,6 +106,30 @@ def test_every_chart_is_a_valid_plotly_figure(conn: db.Connection) -> None:
         go.Figure(data=chart["data"], layout=chart["layout"])
 
 
+def test_a_provider_has_one_colour_on_every_chart(conn: db.Connection) -> None:
+    """Each provider's traces carry its own colour on every chart that shows providers (a
+    reader must not take one for another), and a provider with nothing finished is not in the
+    time-to-final legend."""
+    recent_history(conn)
+    figures = _figures(conn)
+    names = [report_charts.label(p["name"]) for p in figures["providers"]]
+    colours: dict[str, set[str]] = {}
+    for chart in report_charts.charts(figures):
+        if chart["id"] == "percentiles" or chart["id"].startswith("outcomes-"):
+            continue  # one series per quantile or outcome word, not per provider
+        for trace in chart["data"]:
+            name = trace["name"]
+            owner = next(n for n in names if name == n or name.startswith(n + " "))
+            colours.setdefault(owner, set()).add(trace["marker"]["color"])
+            if trace["type"] == "scatter":
+                assert trace["line"]["color"] == trace["marker"]["color"]
+    assert len(colours) >= 2 and all(len(c) == 1 for c in colours.values()), colours
+    assert len({next(iter(c)) for c in colours.values()}) == len(colours)
+    [histogram] = [c for c in report_charts.charts(figures) if c["id"] == "time-to-final"]
+    finished_names = {report_charts.label(p["name"]) for p in figures["providers"] if p["finished"]}
+    assert {trace["name"] for trace in histogram["data"]} == finished_names
+
+
 def test_hours_without_checks_are_gaps() -> None:
     hours = [
         {"hour": "2026-12-02T10:00:00+03:00", "error_rate": 0.5},

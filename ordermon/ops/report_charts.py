@@ -7,6 +7,7 @@ so such text is escaped as HTML entities, which plotly.js shows as the character
 
 import datetime as dt
 import html
+import itertools
 import re
 import zoneinfo
 from typing import Any
@@ -20,6 +21,21 @@ OUTCOME_COLOURS = {
     "held": "#9467bd",
     "expired": "#7f7f7f",
 }
+# One colour per provider, the same on every chart (plotly's own ten, in its order).
+PROVIDER_COLOURS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+QUANTILE_COLOURS = {"p50": "#9ecae1", "p90": "#4292c6", "p99": "#08519c"}
+CURRENCY_PATTERNS = ("", "/", ".", "x", "-", "+")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
@@ -32,8 +48,16 @@ def label(value: object) -> str:
 
 
 def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every chart of the page: ``id``, ``title``, ``data``, ``layout``, in order."""
+    """Every chart of the page: ``id``, ``title``, ``data``, ``layout``, in order. A provider
+    has one colour on every chart (the percentiles, one series per quantile, use blues)."""
     providers = figures["providers"]
+    colour = {
+        p["name"]: PROVIDER_COLOURS[i % len(PROVIDER_COLOURS)] for i, p in enumerate(providers)
+    }
+
+    def paint(trace: dict[str, Any], name: str, key: str = "marker") -> dict[str, Any]:
+        return trace | {key: {**trace.get(key, {}), "color": colour[name]}}
+
     tz = figures["timezone"]
     zone = label(tz)
     made = [
@@ -41,8 +65,12 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
             "time-to-final",
             "Time from sentAt to final state (orders per bucket)",
             [
-                _bar(p["name"], [b["bucket"] for b in p["histogram"]], _counts(p["histogram"]))
+                paint(
+                    _bar(p["name"], [b["bucket"] for b in p["histogram"]], _counts(p["histogram"])),
+                    p["name"],
+                )
                 for p in providers
+                if p["finished"]
             ],
             "time to final state",
             "orders",
@@ -53,6 +81,7 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
             "Time to final state: p50, p90, p99 per provider (seconds)",
             [
                 _bar(q, [label(p["name"]) for p in providers], _quantile(providers, q), raw=True)
+                | {"marker": {"color": QUANTILE_COLOURS[q]}}
                 for q in ("p50", "p90", "p99")
             ],
             "provider",
@@ -84,7 +113,11 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
         _chart(
             "error-rate",
             "Error rate per hour (errors / checks)",
-            [_line(p["name"], *_hourly(p["hourly"], "error_rate", tz)) for p in providers],
+            [
+                paint(_line(p["name"], *_hourly(p["hourly"], "error_rate", tz)), p["name"], "line")
+                | {"marker": {"color": colour[p["name"]]}}
+                for p in providers
+            ],
             f"hour ({zone})",
             "error rate",
             empty="no check in this period",
@@ -97,7 +130,10 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
             "Provider latency per hour: p50 (solid) and p95 (dotted), ms",
             [
                 _line(f"{p['name']} {q}", *_hourly(p["hourly"], f"latency_{q}_ms", tz))
-                | {"line": {"dash": "solid" if q == "p50" else "dot"}}
+                | {
+                    "line": {"dash": "solid" if q == "p50" else "dot", "color": colour[p["name"]]},
+                    "marker": {"color": colour[p["name"]]},
+                }
                 for p in providers
                 for q in ("p50", "p95")
             ],
@@ -119,8 +155,14 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
                         [r["day"] for r in rows],
                         [float(r[key]) for r in rows],
                     )
+                    # The provider's colour; a second currency of it hatched, a third dotted.
+                    | {"marker": {"color": colour[p["name"]], "pattern": {"shape": shape}}}
                     for p in providers
-                    for currency, rows in _by_currency(p["refunds_per_day"]).items()
+                    for (currency, rows), shape in zip(
+                        _by_currency(p["refunds_per_day"]).items(),
+                        itertools.cycle(CURRENCY_PATTERNS),
+                        strict=False,
+                    )
                 ],
                 f"day ({zone})",
                 y_title,
@@ -134,7 +176,10 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
             "backlog",
             "Backlog now: orders still waiting, by time since sentAt",
             [
-                _bar(p["name"], [b["age"] for b in p["backlog"]], _counts(p["backlog"]))
+                paint(
+                    _bar(p["name"], [b["age"] for b in p["backlog"]], _counts(p["backlog"])),
+                    p["name"],
+                )
                 for p in providers
             ],
             "waiting for",
