@@ -225,6 +225,7 @@ def test_providers_and_show_say_the_schedule(
     table = run_cli("providers", "--config", str(path))
     assert table.returncode == 0, table.stderr
     assert "learned: 150 orders, p50 2" in " ".join(table.stdout.split())
+    assert "(at the last refresh, " in " ".join(table.stdout.split())  # not a live count
     shown = run_cli("show", str(order), "--config", str(path))
     assert shown.returncode == 0, shown.stderr
     assert "(learned plan (learned from 150 orders, p50 " in " ".join(shown.stdout.split())

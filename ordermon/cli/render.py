@@ -184,6 +184,11 @@ def schedule_text(schedule: dict[str, Any]) -> str:
     text = "learned: " + ", ".join(figures)
     if schedule.get("in_use") != "learned":
         text += f"; {schedule.get('why', 'backoff')}"
+    if schedule.get("computed_at"):
+        # The figures are the stored summary's, not a live count: say when they were taken.
+        from ordermon.config import human
+
+        text += f" (at the last refresh, {human.moment(schedule['computed_at'])})"
     return text
 
 
