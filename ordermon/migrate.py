@@ -116,9 +116,7 @@ def run(conn: db.Connection) -> Result:
             if migration.shop_table:
                 _apply_shop_file(conn, migration)
             else:
-                with conn.transaction():
-                    conn.execute(migration.text.encode())
-                    _record(conn, migration)
+                _apply_file(conn, migration)
             applied.append(migration.name)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%(key)s)", {"key": ADVISORY_LOCK_KEY})
@@ -199,6 +197,36 @@ def _record(conn: db.Connection, migration: Migration) -> None:
         "INSERT INTO ordermon_migrations (version, name) VALUES (%(version)s, %(name)s)",
         {"version": migration.version, "name": migration.name},
     )
+
+
+# What a migration meets when the schema is not the one the migrations before it made (an
+# object made by hand, or by a development build of ordermon): told, not a traceback.
+_UNEXPECTED_SCHEMA = (
+    psycopg.errors.DuplicateTable,
+    psycopg.errors.DuplicateObject,
+    psycopg.errors.DuplicateColumn,
+    psycopg.errors.DuplicateFunction,
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedColumn,
+    psycopg.errors.UndefinedObject,
+)
+
+
+def _apply_file(conn: db.Connection, migration: Migration) -> None:
+    """One file in one transaction, recorded with it: all of it or nothing."""
+    try:
+        with conn.transaction():
+            conn.execute(migration.text.encode())
+            _record(conn, migration)
+    except _UNEXPECTED_SCHEMA as exc:
+        said = str(exc).strip().splitlines()[0]
+        raise errors.MigrationError(
+            f"{migration.name} could not be applied: {said}. Nothing of it was applied (it "
+            "runs in one transaction) and the migrations before it stay. The schema holds "
+            "something this migration does not expect (changed by hand, or by a development "
+            "build of ordermon): compare it with `ordermon migrate --print-sql`, put it right, "
+            "and run `ordermon migrate` again"
+        ) from None
 
 
 def _apply_shop_file(conn: db.Connection, migration: Migration) -> None:

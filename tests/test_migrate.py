@@ -207,3 +207,23 @@ def test_misnamed_migration_file(tmp_path: Path) -> None:
 def test_server_url_helper(server_dsn: str) -> None:
     """The fixture helper keeps the server and changes only the database."""
     assert "dbname=x" in with_dbname(server_dsn, "x").replace("'", "")
+
+
+def test_a_schema_changed_by_hand_is_a_clear_refusal(shop_url: str, tmp_path: Path) -> None:
+    """A migration that meets something it did not expect (a table of its name made by hand,
+    or by a development build) exits 1 naming the migration and the object, with no
+    traceback; the migrations before it stay applied, nothing of it is, and a run after the
+    fix finishes."""
+    with db.connect(shop_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE ordermon_schedule_models (provider_id text)")
+    config_path = write_config(tmp_path / "c.yaml", shop_url, "http://127.0.0.1:9")
+    refused = run_cli("migrate", "--config", str(config_path))
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert "011_learned_schedule" in refused.stderr, refused.stderr
+    assert "ordermon_schedule_models" in refused.stderr, refused.stderr
+    assert _catalog(shop_url)["versions"] == ALL_VERSIONS[:-1]
+    with db.connect(shop_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE ordermon_schedule_models")
+    again = run_cli("migrate", "--config", str(config_path))
+    assert again.returncode == 0 and "011_learned_schedule" in again.stdout, again.stderr
