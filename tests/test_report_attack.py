@@ -178,7 +178,7 @@ def test_text_plotly_would_read_as_markup_is_shown_as_text(
     from playwright.sync_api import sync_playwright
 
     from tests.conftest import write_config
-    from tests.test_report_html import CHARTS_DRAWN, Browser, _chromium, _wait_for_svgs
+    from tests.test_report_html import CHARTS_DRAWN, Browser, _chromium
 
     executable = _chromium()
     user = add_user(conn)
@@ -217,9 +217,7 @@ def test_text_plotly_would_read_as_markup_is_shown_as_text(
         browser = Browser(playwright, executable)
         try:
             page = browser.page
-            page.goto(target.as_uri())
-            count = page.locator(".chart").count()
-            _wait_for_svgs(page, count)
+            browser.open(target)
             drawn = page.evaluate(CHARTS_DRAWN)
             # The drag layer above the bars takes the mouse; plotly finds the bar under it.
             first = page.locator("#percentiles .trace .point path").first

@@ -247,6 +247,13 @@ class Browser:
         if not request.url.startswith(("file:", "data:")):
             self.left.append(request.url)
 
+    def open(self, page_file: Path) -> int:
+        """Load ``page_file`` and wait until each of its charts is drawn; their number."""
+        self.page.goto(page_file.as_uri())
+        count = int(self.page.locator(".chart").count())
+        _wait_for_svgs(self.page, count)
+        return count
+
     def close(self) -> None:
         self.context.close()
         self.browser.close()
@@ -292,10 +299,7 @@ def test_the_page_in_a_real_browser_offline(
         browser = Browser(playwright, executable)
         try:
             page = browser.page
-            page.goto(target.as_uri())
-            count = page.locator(".chart").count()
-            assert count == 9  # 2 + one outcome chart per provider (2) + 5
-            _wait_for_svgs(page, count)
+            assert browser.open(target) == 9  # 2 + one outcome chart per provider (2) + 5
             drawn = page.evaluate(CHARTS_DRAWN)
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)

@@ -55,8 +55,16 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
         p["name"]: PROVIDER_COLOURS[i % len(PROVIDER_COLOURS)] for i, p in enumerate(providers)
     }
 
-    def paint(trace: dict[str, Any], name: str, key: str = "marker") -> dict[str, Any]:
-        return trace | {key: {**trace.get(key, {}), "color": colour[name]}}
+    def paint(trace: dict[str, Any], name: str) -> dict[str, Any]:
+        """``trace`` in the colour of provider ``name``: its bars, or its line and markers."""
+        painted = trace | {"marker": {**trace.get("marker", {}), "color": colour[name]}}
+        if trace["type"] == "scatter":
+            painted["line"] = {**trace.get("line", {}), "color": colour[name]}
+        return painted
+
+    def buckets(p: dict[str, Any], key: str, edge: str) -> dict[str, Any]:
+        """One provider's bars of bucketed counts (``key``: histogram or backlog)."""
+        return paint(_bar(p["name"], [b[edge] for b in p[key]], _counts(p[key])), p["name"])
 
     tz = figures["timezone"]
     zone = label(tz)
@@ -64,14 +72,7 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
         _chart(
             "time-to-final",
             "Time from sentAt to final state (orders per bucket)",
-            [
-                paint(
-                    _bar(p["name"], [b["bucket"] for b in p["histogram"]], _counts(p["histogram"])),
-                    p["name"],
-                )
-                for p in providers
-                if p["finished"]
-            ],
+            [buckets(p, "histogram", "bucket") for p in providers if p["finished"]],
             "time to final state",
             "orders",
             barmode="group",
@@ -114,8 +115,7 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
             "error-rate",
             "Error rate per hour (errors / checks)",
             [
-                paint(_line(p["name"], *_hourly(p["hourly"], "error_rate", tz)), p["name"], "line")
-                | {"marker": {"color": colour[p["name"]]}}
+                paint(_line(p["name"], *_hourly(p["hourly"], "error_rate", tz)), p["name"])
                 for p in providers
             ],
             f"hour ({zone})",
@@ -129,11 +129,11 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
             "latency",
             "Provider latency per hour: p50 (solid) and p95 (dotted), ms",
             [
-                _line(f"{p['name']} {q}", *_hourly(p["hourly"], f"latency_{q}_ms", tz))
-                | {
-                    "line": {"dash": "solid" if q == "p50" else "dot", "color": colour[p["name"]]},
-                    "marker": {"color": colour[p["name"]]},
-                }
+                paint(
+                    _line(f"{p['name']} {q}", *_hourly(p["hourly"], f"latency_{q}_ms", tz))
+                    | {"line": {"dash": "solid" if q == "p50" else "dot"}},
+                    p["name"],
+                )
                 for p in providers
                 for q in ("p50", "p95")
             ],
@@ -150,13 +150,16 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
                 f"refunds-{key}",
                 title or "Refunded amount per day, per currency",
                 [
-                    _bar(
-                        f"{p['name']} {currency}",
-                        [r["day"] for r in rows],
-                        [float(r[key]) for r in rows],
-                    )
                     # The provider's colour; a second currency of it hatched, a third dotted.
-                    | {"marker": {"color": colour[p["name"]], "pattern": {"shape": shape}}}
+                    paint(
+                        _bar(
+                            f"{p['name']} {currency}",
+                            [r["day"] for r in rows],
+                            [float(r[key]) for r in rows],
+                        )
+                        | {"marker": {"pattern": {"shape": shape}}},
+                        p["name"],
+                    )
                     for p in providers
                     for (currency, rows), shape in zip(
                         _by_currency(p["refunds_per_day"]).items(),
@@ -175,13 +178,7 @@ def charts(figures: dict[str, Any]) -> list[dict[str, Any]]:
         _chart(
             "backlog",
             "Backlog now: orders still waiting, by time since sentAt",
-            [
-                paint(
-                    _bar(p["name"], [b["age"] for b in p["backlog"]], _counts(p["backlog"])),
-                    p["name"],
-                )
-                for p in providers
-            ],
+            [buckets(p, "backlog", "age") for p in providers],
             "waiting for",
             "orders",
             barmode="group",
